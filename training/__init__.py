@@ -1,0 +1,1 @@
+"""Per-item LoRA + classifier training on one frozen, shared transformer backbone."""

@@ -1,0 +1,126 @@
+"""Per-item adapter artifacts: adapters/<item>/<version>/ + adapters/manifest.json (items, versions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ADAPTER_FILE = "adapter.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "MODEL_CARD.md"
+MANIFEST_FILE = "manifest.json"
+
+
+def data_fingerprint(splits: dict[str, list[tuple[str, int]]]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        for text, score in splits[name]:
+            digest.update(f"{name}\x1f{score}\x1f{text}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
+def config_fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class AdapterRecord:
+    folder: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def item_id(self) -> str:
+        return str(self.config["item_id"])
+
+    @property
+    def version(self) -> str:
+        return str(self.config["version"])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return load_file(str(self.folder / ADAPTER_FILE))
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return {"format": 1, "items": {}}
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(root / MANIFEST_FILE)  # atomic: readers never see half a manifest
+
+
+def current_record(root: Path, item_id: str) -> AdapterRecord | None:
+    entry = read_manifest(root)["items"].get(item_id)
+    return load_record(root / item_id / entry["current"]) if entry else None
+
+
+def load_record(folder: Path) -> AdapterRecord:
+    for name in (ADAPTER_FILE, CONFIG_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"adapter folder {folder} has no {name}")
+    return AdapterRecord(
+        folder,
+        json.loads((folder / CONFIG_FILE).read_text()),
+        json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).is_file() else {},
+    )
+
+
+def save_adapter(
+    root: Path, config: dict[str, Any], state: dict[str, torch.Tensor], metrics: dict[str, Any], card: str
+) -> AdapterRecord:
+    """Write a new version (v1, v2, ...) of the item and make it current; older versions stay."""
+    item_id = config["item_id"]
+    manifest = read_manifest(root)
+    entry = manifest["items"].setdefault(item_id, {"versions": [], "current": None})
+    version = f"v{len(entry['versions']) + 1}"
+    folder = root / item_id / version
+    folder.mkdir(parents=True, exist_ok=False)
+    config = {**config, "version": version, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    save_file(state, str(folder / ADAPTER_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (folder / CARD_FILE).write_text(card)
+    entry["versions"].append(version)
+    entry["current"] = version
+    entry["score_range"] = config["score_range"]
+    entry["backbone"] = config["backbone"]["name"]
+    entry["test_qwk"] = metrics.get("test", {}).get("qwk")
+    write_manifest(root, manifest)
+    return AdapterRecord(folder, config, metrics)
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float | None) -> str:
+    test, sizes = metrics.get("test", {}), metrics.get("sizes", {})
+    ceiling = f"{human_qwk:.3f}" if human_qwk is not None else "not known"
+    low, high = config["score_range"]["low"], config["score_range"]["high"]
+    return "\n".join([
+        f"# {config['item_id']} ({config['version']})",
+        "",
+        f"- Score range: {low}–{high}",
+        f"- Backbone: {config['backbone']['name']} ({config['backbone']['package']} "
+        f"{config['backbone']['package_version']}), frozen; LoRA r={config['train']['rank']}, "
+        f"alpha={config['train']['alpha']} on {config['train']['targets']} of layers "
+        f"{config['split_layer']}..{config['num_layers'] - 1}",
+        f"- Data: {sizes.get('train', '?')} train / {sizes.get('validation', '?')} validation / "
+        f"{sizes.get('test', '?')} test answers",
+        f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
+        f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}",
+        f"- Decoding: {'thresholds ' + str(config['decoding']['thresholds']) if config['decoding']['thresholds'] else 'argmax'}",
+        f"- Needs review below confidence {config['review_threshold']:.2f}",
+        "",
+    ])

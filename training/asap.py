@@ -1,0 +1,51 @@
+"""The ASAP-SAS items (Kaggle 2012), registered as asap-01 ... asap-10, on the standard split."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from training.data import Columns, DataError, ItemData, ScoreRange, item_from_rows, read_scored_table
+
+ASAP_ITEMS = [f"asap-{number:02d}" for number in range(1, 11)]
+# From the data set's README (rubrics): 0-3 for sets 1, 2, 5, 6 and 0-2 for the rest.
+_WIDE = {1, 2, 5, 6}
+# Score1 vs Score2 QWK on the training rows, computed in the data set's README: the human ceiling.
+HUMAN_QWK = {
+    "asap-01": 0.9435, "asap-02": 0.9143, "asap-03": 0.7552, "asap-04": 0.7486, "asap-05": 0.9534,
+    "asap-06": 0.9562, "asap-07": 0.9685, "asap-08": 0.8559, "asap-09": 0.8279, "asap-10": 0.8838,
+}  # fmt: skip
+SPLIT_SEED = 13
+
+
+def score_range(item_id: str) -> ScoreRange:
+    return ScoreRange(0, 3 if int(item_id.split("-")[1]) in _WIDE else 2)
+
+
+def default_root() -> Path:
+    """$ASAP_SAS_DIR, else ../shared/data/asap-sas next to the repository."""
+    env = os.environ.get("ASAP_SAS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "asap-sas"
+
+
+def _set_dir(root: Path, item_id: str) -> Path:
+    return root / "autosas-reimp" / "data" / f"asap_{item_id.split('-')[1]}"
+
+
+def load_asap_item(item_id: str, root: Path | None = None, seed: int = SPLIT_SEED) -> ItemData:
+    """Train = split=='train' minus a stratified 10 % validation (fixed seed); test = split=='test'."""
+    if item_id not in ASAP_ITEMS:
+        raise DataError(item_id, None, f"not an ASAP item; known: {ASAP_ITEMS}")
+    root = root or default_root()
+    csv_path = _set_dir(root, item_id) / "df.csv"
+    if not csv_path.is_file():
+        raise DataError(csv_path, None, "ASAP-SAS file not found (set ASAP_SAS_DIR)")
+    columns = Columns(text="EssayText", score="Score1", item=None, split="split")
+    rows = read_scored_table(csv_path, columns, {item_id: score_range(item_id)}, default_item=item_id)
+    item = item_from_rows(item_id, rows[item_id], score_range(item_id), seed=seed)
+    prompt_path = root / "autosas-reimp" / "data" / "metadata" / "problems" / f"asap_{item_id[-2:]}.txt"
+    if prompt_path.is_file():
+        item.prompt = prompt_path.read_text(encoding="utf-8", errors="replace").strip()
+    return item

@@ -1,0 +1,152 @@
+"""`python -m training ...`: train adapters, the full fine-tuning baseline, sweeps and the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.asap import ASAP_ITEMS, HUMAN_QWK, load_asap_item
+from training.backbones import DEFAULT_BACKBONE, BackboneError
+from training.data import DataError
+from training.pipeline import train_adapter, train_full_baseline
+from training.trainer import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTERS = REPO / "adapters"
+REPORTS = REPO / "reports"
+# The baseline's own recipe: a small learning rate for all 22 M weights, fewer epochs.
+FULL_DEFAULTS = {"learning_rate": 1e-4, "max_epochs": 5, "batch_size": 16}
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    for spec in fields(TrainConfig):
+        if spec.name == "mode":
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        if spec.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            caster = {"int": int, "float": float}.get(str(spec.type), str)
+            parser.add_argument(flag, type=caster, default=None)
+
+
+def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+                 if spec.name != "mode" and getattr(args, spec.name, None) is not None}
+    return replace(base, **overrides)
+
+
+def _items(names: list[str]) -> list[str]:
+    return ASAP_ITEMS if names == ["all"] else names
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _config(args, TrainConfig())
+    for item_id in _items(args.items):
+        started = time.perf_counter()
+        item = load_asap_item(item_id)
+        adapter, trained = train_adapter(item, Path(args.adapters), config, args.backbone, args.force,
+                                         HUMAN_QWK.get(item_id))
+        state = "trained" if trained else "current, skipped"
+        print(f"{item_id} {adapter['version']}: {state} in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    config = _config(args, replace(TrainConfig(mode="full"), **FULL_DEFAULTS))  # type: ignore[arg-type]
+    for item_id in _items(args.items):
+        item = load_asap_item(item_id)
+        report, trained = train_full_baseline(item, Path(args.out), config, args.backbone, args.force)
+        print(f"{item_id} full fine-tuning: test QWK {report['test']['qwk']:.3f} "
+              f"({'trained' if trained else 'current, skipped'}, {report['seconds']['total']:.0f} s)", flush=True)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Validation QWK of LoRA variants (never the test set) -> reports/sweep.json."""
+    from training.pipeline import run_training
+    from training.backbones import resolve_backbone
+
+    out = Path(args.out)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    backbone = resolve_backbone(args.backbone)
+    for variant in args.variants:
+        split, targets, lr = variant.split(":")
+        config = replace(_config(args, TrainConfig()), split_layer=int(split), targets=targets,
+                         learning_rate=float(lr))
+        for item_id in _items(args.items):
+            key = f"{item_id}|S={split}|{targets}|lr={lr}"
+            if key in results:
+                continue
+            result = run_training(load_asap_item(item_id), backbone, config, key)
+            results[key] = {"val_qwk": result.metrics["validation"]["qwk"],
+                            "val_qwk_argmax": result.metrics["validation"]["qwk_argmax"],
+                            "best_epoch": result.best_epoch, "seconds": result.seconds["total"]}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            print(key, results[key], flush=True)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from training.report import write_report
+
+    path = write_report(Path(args.adapters), Path(args.full), Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train per-item LoRA adapters into adapters/")
+    train.add_argument("--items", nargs="+", default=["all"], help="ASAP item ids, or 'all'")
+    train.add_argument("--adapters", default=str(ADAPTERS))
+    train.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    train.add_argument("--force", action="store_true", help="retrain even when current")
+    _add_train_options(train)
+    train.set_defaults(func=cmd_train)
+
+    baseline = sub.add_parser("baseline", help="full fine-tuning per item (metrics only)")
+    baseline.add_argument("--items", nargs="+", default=["all"])
+    baseline.add_argument("--out", default=str(REPORTS / "full_ft"))
+    baseline.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    baseline.add_argument("--force", action="store_true")
+    _add_train_options(baseline)
+    baseline.set_defaults(func=cmd_baseline)
+
+    sweep = sub.add_parser("sweep", help="validation QWK of LoRA variants S:targets:lr")
+    sweep.add_argument("--items", nargs="+", default=["asap-01", "asap-05"])
+    sweep.add_argument("--variants", nargs="+", default=["0:all-linear:2e-3", "3:all-linear:2e-3"])
+    sweep.add_argument("--out", default=str(REPORTS / "sweep.json"))
+    sweep.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    _add_train_options(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="markdown + plots of accuracy")
+    report.add_argument("--adapters", default=str(ADAPTERS))
+    report.add_argument("--full", default=str(REPORTS / "full_ft"))
+    report.add_argument("--out", default=str(REPORTS))
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        result: int = args.func(args)
+        return result
+    except (DataError, BackboneError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

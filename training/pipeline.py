@@ -1,0 +1,149 @@
+"""One item end to end: tokenize, train (LoRA or full fine-tuning), evaluate, write artifacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.artifacts import (
+    config_fingerprint,
+    current_record,
+    data_fingerprint,
+    model_card,
+    save_adapter,
+)
+from training.backbones import ResolvedBackbone, resolve_backbone
+from training.data import ItemData
+from training.decoding import decode
+from training.encoder import adapter_state, build_model, load_backbone_weights
+from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
+from training.tokenize import encode_texts, load_tokenizer
+
+REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
+REVIEW_DEFAULT = 0.6
+
+
+def review_threshold(probabilities: np.ndarray, truth: list[int], thresholds: list[float] | None) -> float:
+    """Lowest confidence c such that validation answers with confidence >= c reach the target accuracy."""
+    predicted = decode(probabilities, thresholds)
+    confidence = probabilities[np.arange(len(predicted)), predicted]
+    correct = predicted == np.asarray(truth)
+    for cut in np.sort(np.unique(np.round(confidence, 2))):
+        kept = confidence >= cut
+        if kept.sum() >= max(10, len(truth) // 10) and correct[kept].mean() >= REVIEW_TARGET_ACCURACY:
+            return float(cut)
+    return REVIEW_DEFAULT
+
+
+def encode_item(item: ItemData, backbone: ResolvedBackbone) -> dict[str, tuple[list[list[int]], list[int]]]:
+    tokenizer = load_tokenizer(backbone.path, backbone.spec.max_length)
+    low = item.score_range.low
+    return {
+        name: (encode_texts(tokenizer, [text for text, _ in rows], backbone.spec.text_prefix),
+               [score - low for _, score in rows])
+        for name, rows in item.splits().items()
+    }
+
+
+def _fingerprint(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig) -> str:
+    return config_fingerprint({
+        "data": data_fingerprint(item.splits()),
+        "backbone": backbone.weights_sha256,
+        "train": config.as_dict(),
+        "score_range": str(item.score_range),
+    })
+
+
+def run_training(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig, desc: str) -> TrainResult:
+    torch.manual_seed(config.seed)
+    model = build_model(backbone.path, config.split_layer if config.mode == "lora" else 0,
+                        item.score_range.size, config.dropout, load_backbone_weights(backbone.path))
+    data = encode_item(item, backbone)
+    steps = -(-len(item.train) // config.batch_size) * config.max_epochs
+    with tqdm(total=steps, desc=desc, unit="step", leave=False) as bar:
+        def on_epoch(record: Any) -> None:
+            bar.set_postfix(epoch=record.epoch, val_loss=f"{record.val_loss:.3f}", val_qwk=f"{record.val_qwk:.3f}")
+
+        return train_item(model, config, data, on_epoch=on_epoch, on_step=lambda: bar.update(1))
+
+
+def train_adapter(
+    item: ItemData, root: Path, config: TrainConfig, backbone_name: str = "minilm-en",
+    force: bool = False, human_qwk: float | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Train and save a new version unless the current one was made from the same data and settings.
+
+    Returns (config of the current version, whether it was trained now)."""
+    backbone = resolve_backbone(backbone_name)
+    fingerprint = _fingerprint(item, backbone, config)
+    existing = current_record(root, item.item_id)
+    if existing and existing.config.get("fingerprint") == fingerprint and not force:
+        return existing.config, False
+    result = run_training(item, backbone, config, item.item_id)
+    model = result.model
+    data = encode_item(item, backbone)
+    source = FeatureSource(model, data["validation"][0], cache_trunk=False, batch_size=config.batch_size)
+    val_probs = predict_proba(model, source, config.batch_size)  # the same probabilities serving will see
+    adapter_config = {
+        "item_id": item.item_id,
+        "score_range": {"low": item.score_range.low, "high": item.score_range.high},
+        "labels": item.score_range.labels,
+        "backbone": backbone.describe(),
+        "split_layer": config.split_layer,
+        "num_layers": config.split_layer + len(model.head.layers),
+        "max_length": backbone.spec.max_length,
+        "text_prefix": backbone.spec.text_prefix,
+        "train": config.as_dict(),
+        "decoding": {"thresholds": result.thresholds},
+        "review_threshold": review_threshold(val_probs, data["validation"][1], result.thresholds),
+        "fingerprint": fingerprint,
+    }
+    metrics = {
+        **result.metrics,
+        "sizes": {name: len(rows) for name, rows in item.splits().items()},
+        "best_epoch": result.best_epoch,
+        "curve": [vars(record) for record in result.curve],
+        "seconds": result.seconds,
+        "human_qwk": human_qwk,
+        "trainable_parameters": sum(int(t.numel()) for t in adapter_state(model).values()),
+    }
+    card = model_card({**adapter_config, "version": "next"}, metrics, human_qwk)
+    record = save_adapter(root, adapter_config, adapter_state(model), metrics, "")
+    (record.folder / "MODEL_CARD.md").write_text(card.replace("(next)", f"({record.version})"))
+    return record.config, True
+
+
+def train_full_baseline(
+    item: ItemData, out_dir: Path, config: TrainConfig, backbone_name: str = "minilm-en", force: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """The paper's baseline: the whole backbone + classifier fine-tuned. Only metrics are kept."""
+    config = replace(config, mode="full")
+    backbone = resolve_backbone(backbone_name)
+    fingerprint = _fingerprint(item, backbone, config)
+    path = out_dir / f"{item.item_id}.json"
+    if path.is_file() and not force:
+        existing: dict[str, Any] = json.loads(path.read_text())
+        if existing.get("fingerprint") == fingerprint:
+            return existing, False
+    started = time.perf_counter()
+    result = run_training(item, backbone, config, f"{item.item_id} full")
+    report = {
+        **result.metrics,
+        "item_id": item.item_id,
+        "fingerprint": fingerprint,
+        "train": config.as_dict(),
+        "best_epoch": result.best_epoch,
+        "curve": [vars(record) for record in result.curve],
+        "seconds": {**result.seconds, "wall": time.perf_counter() - started},
+        "decoding": {"thresholds": result.thresholds},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report, True
