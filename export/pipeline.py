@@ -1,0 +1,294 @@
+"""Build (incrementally) and validate the artifact folder the service loads.
+
+Layout of the output folder:
+  manifest.json                 what is here, with hashes, input names, validation figures
+  tokenizer.json                the training tokenizer with its truncation
+  trunk.onnx [trunk.int8.onnx]  embeddings + layers below S, shared by every item
+  head_adapter-<key>.onnx       the shared head graph (LoRA + classifier as inputs), format ort-adapter
+  items/<id>/<ver>.onnx_adapter per-item tensors for the shared head graph (~0.1-1 MB)
+  items/<id>/<ver>.onnx         per-item merged head graph, format merged
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from tqdm import tqdm
+
+from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, load_session
+from export import graphs
+from export.validate import (
+    ValidationError,
+    compare,
+    onnx_logits,
+    qwk_of,
+    require_match,
+    torch_logits,
+)
+from training.artifacts import AdapterRecord, load_record, read_manifest
+from training.asap import ASAP_ITEMS, load_asap_item
+from training.backbones import ResolvedBackbone, file_sha256, resolve_backbone
+from training.encoder import attach_lora, build_model, load_adapter_state, load_backbone_weights, merge_lora
+from training.tokenize import encode_texts, load_tokenizer
+
+HeadFormat = Literal["ort-adapter", "merged"]
+EXPORTER_VERSION = 1
+GOLDEN_COUNT = 8
+INT8_MAX_MEAN_QWK_DROP = 0.005
+
+
+def _key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ExportOptions:
+    adapters: Path
+    out: Path
+    head_format: HeadFormat = "ort-adapter"
+    int8: bool = False
+    threads: int = 2
+    data_root: Path | None = None
+    backbone: str | None = None  # a local HF folder instead of the registered name (tests)
+    log: Callable[[str], None] = print
+
+
+def _item_texts(record: AdapterRecord, data_root: Path | None) -> dict[str, tuple[list[str], list[int]]]:
+    """Validation + test answers of the item where its data is at hand (ASAP items: the shared data set)."""
+    if record.item_id not in ASAP_ITEMS:
+        return {}
+    try:
+        item = load_asap_item(record.item_id, data_root)
+    except Exception:  # data set not on this machine (e.g. a Docker build): golden answers only
+        return {}
+    low = item.score_range.low
+    return {name: ([t for t, _ in rows], [s - low for _, s in rows])
+            for name, rows in (("validation", item.validation), ("test", item.test))}
+
+
+def _adapter_model(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any) -> Any:
+    config = record.config
+    model = build_model(backbone.path, config["split_layer"], len(config["labels"]), backbone=weights)
+    train = config["train"]
+    from training.encoder import TARGET_PRESETS
+
+    attach_lora(model, TARGET_PRESETS[train["targets"]], train["rank"], train["alpha"])
+    load_adapter_state(model, record.state())
+    return model.eval()
+
+
+def _check_backbone(record: AdapterRecord, backbone: ResolvedBackbone) -> None:
+    wanted = record.config["backbone"]["weights_sha256"]
+    if wanted != backbone.weights_sha256:
+        raise ValidationError(
+            f"{record.item_id} {record.version} was trained on backbone weights {wanted[:12]}..., "
+            f"but {backbone.spec.name} here has {backbone.weights_sha256[:12]}...; retrain it"
+        )
+
+
+def export_all(options: ExportOptions) -> dict[str, Any]:
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    old: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    adapters = read_manifest(options.adapters)["items"]
+    if not adapters:
+        raise ValidationError(f"no adapters listed in {options.adapters / 'manifest.json'}")
+    records = {item_id: load_record(options.adapters / item_id / entry["current"])
+               for item_id, entry in sorted(adapters.items())}
+    backbone_names = {r.config["backbone"]["name"] for r in records.values()}
+    splits = {r.config["split_layer"] for r in records.values()}
+    if len(backbone_names) != 1 or len(splits) != 1:
+        raise ValidationError(f"items must share one backbone and split layer; found {backbone_names}, {splits}")
+    backbone = resolve_backbone(options.backbone or backbone_names.pop())
+    split_layer = splits.pop()
+    for record in records.values():
+        _check_backbone(record, backbone)
+    weights = load_backbone_weights(backbone.path)
+    max_length = backbone.spec.max_length
+
+    manifest: dict[str, Any] = {
+        "format": 1, "exporter_version": EXPORTER_VERSION, "opset": graphs.OPSET,
+        "backbone": {**backbone.describe(), "split_layer": split_layer, "max_length": max_length,
+                     "text_prefix": backbone.spec.text_prefix, "hidden": weights[0].hidden},
+        "inputs": {"trunk": graphs.TRUNK_INPUTS, "head": graphs.HEAD_INPUTS},
+        "dtypes": {"input_ids": "int64", "attention_mask": "int64", "hidden_states": "float32",
+                   "logits": "float32"},
+        "items": {},
+    }
+    trunk_key = _key({"backbone": backbone.weights_sha256, "S": split_layer, "max_length": max_length,
+                      "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+    trunk_path = out / "trunk.onnx"
+    old_trunk = old.get("trunk", {})
+    if old_trunk.get("key") == trunk_key and trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256"):
+        options.log("trunk: current")
+    else:
+        started = time.perf_counter()
+        graphs.export_trunk(build_model(backbone.path, split_layer, 2, backbone=weights), trunk_path)
+        load_tokenizer(backbone.path, max_length).save(str(out / "tokenizer.json"))
+        options.log(f"trunk: exported in {time.perf_counter() - started:.1f} s")
+        old["items"] = {}  # every head depends on the trunk
+    manifest["trunk"] = {"file": "trunk.onnx", "sha256": file_sha256(trunk_path), "key": trunk_key,
+                         "bytes": trunk_path.stat().st_size}
+    manifest["tokenizer"] = {"file": "tokenizer.json", "sha256": file_sha256(out / "tokenizer.json")}
+
+    trunk = load_session(trunk_path, options.threads, arena=True)
+    shared_head: ort.InferenceSession | None = None
+    if options.head_format == "ort-adapter":
+        shared_head = _shared_head(records, backbone, weights, split_layer, out, old, manifest, options)
+
+    tokenizer = load_tokenizer(backbone.path, max_length)
+    for item_id, record in tqdm(records.items(), desc="heads", unit="item"):
+        item_key = _key({"trunk": trunk_key, "format": options.head_format,
+                         "adapter": file_sha256(record.folder / "adapter.safetensors"),
+                         "config": record.config.get("fingerprint"), "version": record.version,
+                         "head_graph": manifest.get("adapter_head", {}).get("key")})
+        previous = old.get("items", {}).get(item_id, {})
+        if previous.get("key") == item_key and (out / previous["file"]).is_file():
+            manifest["items"][item_id] = previous
+            continue
+        manifest["items"][item_id] = _export_item(record, backbone, weights, tokenizer, trunk, shared_head,
+                                                  item_key, options)
+    if options.int8:
+        _int8_variant(manifest, out, tokenizer, options)
+    elif "int8" in old and (out / "trunk.int8.onnx").is_file() and old.get("trunk", {}).get("key") == trunk_key:
+        manifest["int8"] = old["int8"]
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(manifest_path)
+    return manifest
+
+
+def _shared_head(records: dict[str, AdapterRecord], backbone: ResolvedBackbone, weights: Any, split_layer: int,
+                 out: Path, old: dict[str, Any], manifest: dict[str, Any], options: ExportOptions
+                 ) -> ort.InferenceSession:
+    shapes = {(r.config["train"]["targets"], r.config["train"]["rank"]) for r in records.values()}
+    if len(shapes) != 1:
+        raise ValidationError(f"ort-adapter format needs one LoRA layout for all items; found {shapes}")
+    targets, rank = shapes.pop()
+    key = _key({"backbone": backbone.weights_sha256, "S": split_layer, "targets": targets, "rank": rank,
+                "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+    path = out / f"head_adapter-{key}.onnx"
+    first = next(iter(records.values()))
+    model = _adapter_model(first, backbone, weights)
+    names = graphs.adapter_input_names(model.head)
+    if old.get("adapter_head", {}).get("key") != key or not path.is_file():
+        graphs.export_adapter_head(model, path)
+        options.log(f"shared adapter head graph: exported ({path.name})")
+    manifest["adapter_head"] = {"file": path.name, "key": key, "sha256": file_sha256(path),
+                                "adapter_inputs": names, "bytes": path.stat().st_size}
+    return load_session(path, options.threads, arena=False)
+
+
+def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any, tokenizer: Any,
+                 trunk: ort.InferenceSession, shared_head: ort.InferenceSession | None, item_key: str,
+                 options: ExportOptions) -> dict[str, Any]:
+    config = record.config
+    model = _adapter_model(record, backbone, weights)
+    folder = options.out / "items" / record.item_id
+    folder.mkdir(parents=True, exist_ok=True)
+    head: HeadRunner
+    if shared_head is not None:
+        path = folder / f"{record.version}.onnx_adapter"
+        adapter = ort.AdapterFormat()
+        adapter.set_adapter_version(int(record.version.lstrip("v")))
+        adapter.set_model_version(EXPORTER_VERSION)
+        state = {name: param.detach().numpy().copy()
+                 for name, param in zip(graphs.adapter_input_names(model.head),
+                                        [p for _, p in graphs._adapter_params(model.head)], strict=True)}
+        adapter.set_parameters({name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in state.items()})
+        adapter.export_adapter(str(path))
+        head = AdapterHead(shared_head, path)
+    else:
+        path = folder / f"{record.version}.onnx"
+        merged = _adapter_model(record, backbone, weights)
+        merge_lora(merged)
+        graphs.export_merged_head(merged, path)
+        head = MergedHead(path, options.threads)
+
+    thresholds = config["decoding"]["thresholds"]
+    texts = _item_texts(record, options.data_root)
+    prefix = backbone.spec.text_prefix
+    checked: dict[str, Any] = {}
+    worst = 0.0
+    for name, (answers, truth) in texts.items():
+        rows = encode_texts(tokenizer, answers, prefix)
+        reference = torch_logits(model, rows)
+        comparison = compare(reference, onnx_logits(trunk, head, rows), thresholds)
+        require_match(f"{record.item_id} {name}", comparison)
+        worst = max(worst, comparison.max_abs_logit_diff)
+        checked[name] = {"n": len(rows), "qwk_onnx": qwk_of(comparison.onnx_logits, truth, thresholds),
+                         "qwk_torch": qwk_of(reference, truth, thresholds)}
+    # Golden answers travel with the artifact: the service scores them before it swaps a head in.
+    golden_texts = (texts.get("test", ([], []))[0][:GOLDEN_COUNT]
+                    or [f"golden answer {n} for {record.item_id}" for n in range(GOLDEN_COUNT)])
+    golden_rows = encode_texts(tokenizer, golden_texts, prefix)
+    golden_logits = torch_logits(model, golden_rows)
+    golden_check = compare(golden_logits, onnx_logits(trunk, head, golden_rows), thresholds)
+    require_match(f"{record.item_id} golden", golden_check)
+    worst = max(worst, golden_check.max_abs_logit_diff)
+    metrics = record.metrics
+    return {
+        "key": item_key,
+        "version": record.version,
+        "format": "ort-adapter" if shared_head is not None else "merged",
+        "file": str(path.relative_to(options.out)),
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+        "labels": config["labels"],
+        "thresholds": thresholds,
+        "review_threshold": config["review_threshold"],
+        "max_abs_logit_diff": worst,
+        "validated_on": {name: value["n"] for name, value in checked.items()} | {"golden": len(golden_rows)},
+        "qwk": {name: value for name, value in checked.items()},
+        "golden": {"texts": golden_texts, "logits": golden_logits.round(6).tolist()},
+        "model_card": {
+            "test_qwk": metrics.get("test", {}).get("qwk"),
+            "test_accuracy": metrics.get("test", {}).get("accuracy"),
+            "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
+            "human_qwk": metrics.get("human_qwk"),
+            "sizes": metrics.get("sizes"),
+        },
+    }
+
+
+def _int8_variant(manifest: dict[str, Any], out: Path, tokenizer: Any, options: ExportOptions) -> None:
+    """Dynamic per-channel int8 trunk; its test-QWK change per item decides whether serving may use it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = out / "trunk.int8.onnx"
+    quantize_dynamic(str(out / "trunk.onnx"), str(path), per_channel=True, weight_type=QuantType.QInt8)
+    trunk8 = load_session(path, options.threads, arena=True)
+    shared = None
+    if "adapter_head" in manifest:
+        shared = load_session(out / manifest["adapter_head"]["file"], options.threads, arena=False)
+    changes: dict[str, float] = {}
+    for item_id, entry in manifest["items"].items():
+        record = load_record(options.adapters / item_id / entry["version"])
+        texts = _item_texts(record, options.data_root)
+        if "test" not in texts:
+            continue
+        head: HeadRunner = (AdapterHead(shared, out / entry["file"]) if shared is not None
+                            else MergedHead(out / entry["file"], options.threads))
+        answers, truth = texts["test"]
+        rows = encode_texts(tokenizer, answers, manifest["backbone"]["text_prefix"])
+        qwk8 = qwk_of(onnx_logits(trunk8, head, rows), truth, entry["thresholds"])
+        entry["qwk"]["test"]["qwk_int8"] = qwk8
+        changes[item_id] = qwk8 - entry["qwk"]["test"]["qwk_onnx"]
+    mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")
+    manifest["int8"] = {
+        "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "test_qwk_change": changes, "mean_test_qwk_change": mean_change,
+        "allowed": bool(changes) and -mean_change <= INT8_MAX_MEAN_QWK_DROP,
+        "rule": f"serving may use int8 only when the mean test-QWK drop is <= {INT8_MAX_MEAN_QWK_DROP}",
+    }
+    options.log(f"int8 trunk: mean test-QWK change {mean_change:+.4f} -> allowed={manifest['int8']['allowed']}")
+

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from app.onnx_parts import AdapterHead, MergedHead, load_session, pad
+from export.pipeline import ExportOptions, export_all
+from export.validate import ValidationError
+from tests.conftest import tiny_item
+from training.pipeline import train_adapter
+from training.trainer import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_adapters(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("adapters")
+    for item_id, seed in (("item-a", 1), ("item-b", 2)):
+        config = TrainConfig(split_layer=1, max_epochs=2, batch_size=8, seed=seed, learning_rate=5e-3)
+        train_adapter(tiny_item(item_id), root, config, str(tiny_backbone))
+    return root
+
+
+def _export(adapters: Path, out: Path, backbone: Path, head_format: str = "ort-adapter") -> dict:  # type: ignore[type-arg]
+    options = ExportOptions(adapters, out, head_format, backbone=str(backbone), log=lambda _: None)  # type: ignore[arg-type]
+    return export_all(options)
+
+
+@pytest.mark.parametrize("head_format", ["ort-adapter", "merged"])
+def test_export_validates_and_items_differ(tiny_adapters: Path, tiny_backbone: Path, tmp_path: Path,
+                                           head_format: str) -> None:
+    manifest = _export(tiny_adapters, tmp_path, tiny_backbone, head_format)
+    assert set(manifest["items"]) == {"item-a", "item-b"}
+    for entry in manifest["items"].values():
+        assert entry["max_abs_logit_diff"] <= 1e-4
+        assert entry["format"] == head_format
+    trunk = load_session(tmp_path / "trunk.onnx", 1, arena=False)
+    ids, mask = pad([[101, 7570, 2003, 102], [101, 2748, 102]])
+    hidden = trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+    heads = []
+    for item_id in ("item-a", "item-b"):
+        path = tmp_path / manifest["items"][item_id]["file"]
+        if head_format == "merged":
+            heads.append(MergedHead(path, 1))
+        else:
+            shared = load_session(tmp_path / manifest["adapter_head"]["file"], 1, arena=False)
+            heads.append(AdapterHead(shared, path))
+    logits_a, logits_b = (head.logits(hidden, mask) for head in heads)
+    # An adapter silently not applied would give both items the same logits.
+    assert np.abs(logits_a - logits_b).max() > 1e-3
+    golden = manifest["items"]["item-a"]["golden"]
+    assert len(golden["texts"]) == len(golden["logits"]) == 8
+
+
+def test_adapter_head_equals_merged_head(tiny_adapters: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    adapter_manifest = _export(tiny_adapters, tmp_path / "a", tiny_backbone, "ort-adapter")
+    merged_manifest = _export(tiny_adapters, tmp_path / "m", tiny_backbone, "merged")
+    hidden = np.random.default_rng(0).normal(size=(3, 5, 64)).astype(np.float32)
+    mask = np.ones((3, 5), dtype=np.int64)
+    mask[2, 3:] = 0
+    shared = load_session(tmp_path / "a" / adapter_manifest["adapter_head"]["file"], 1, arena=False)
+    via_adapter = AdapterHead(shared, tmp_path / "a" / adapter_manifest["items"]["item-b"]["file"])
+    merged = MergedHead(tmp_path / "m" / merged_manifest["items"]["item-b"]["file"], 1)
+    assert np.abs(via_adapter.logits(hidden, mask) - merged.logits(hidden, mask)).max() < 1e-4
+
+
+def test_export_is_incremental(tiny_adapters: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    first = _export(tiny_adapters, tmp_path, tiny_backbone)
+    trunk_mtime = (tmp_path / "trunk.onnx").stat().st_mtime_ns
+    logged: list[str] = []
+    options = ExportOptions(tiny_adapters, tmp_path, backbone=str(tiny_backbone), log=logged.append)
+    second = export_all(options)
+    assert (tmp_path / "trunk.onnx").stat().st_mtime_ns == trunk_mtime
+    assert logged == ["trunk: current"]
+    assert first["items"] == second["items"]
+
+
+def test_mismatched_or_corrupt_adapter_is_refused(tiny_adapters: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "adapters"
+    shutil.copytree(tiny_adapters, broken)
+    config_path = broken / "item-a" / "v1" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["backbone"]["weights_sha256"] = "0" * 64
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValidationError, match="trained on backbone weights"):
+        _export(broken, tmp_path / "out1", tiny_backbone)
+    shutil.rmtree(broken)
+    shutil.copytree(tiny_adapters, broken)
+    (broken / "item-b" / "v1" / "adapter.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="adapter.safetensors"):
+        _export(broken, tmp_path / "out2", tiny_backbone)
+    shutil.rmtree(broken)
+    shutil.copytree(tiny_adapters, broken)
+    config_path = broken / "item-a" / "v1" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["labels"] = [0, 1, 2, 3]  # classifier in the file has 3 rows
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="shape"):
+        _export(broken, tmp_path / "out3", tiny_backbone)
+
+
+def test_ort_rejects_nothing_silently() -> None:
+    assert "CPUExecutionProvider" in ort.get_available_providers()
