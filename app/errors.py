@@ -1,0 +1,74 @@
+"""Domain errors and the one table that maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+
+class ScoringError(Exception):
+    error_type = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(ScoringError):
+    error_type = "validation"
+
+
+class UnknownItem(ScoringError):
+    error_type = "unknown_item"
+
+
+class ItemUnavailable(ScoringError):
+    """The item is known but its head cannot be loaded (missing or corrupt file)."""
+
+    error_type = "item_unavailable"
+
+
+class Overloaded(ScoringError):
+    error_type = "overloaded"
+
+
+class PayloadTooLarge(ScoringError):
+    error_type = "payload_too_large"
+
+
+class NotReady(ScoringError):
+    error_type = "not_ready"
+
+
+class Unauthorized(ScoringError):
+    error_type = "unauthorized"
+
+
+class Forbidden(ScoringError):
+    error_type = "forbidden"
+
+
+class JobNotFound(ScoringError):
+    error_type = "job_not_found"
+
+
+ERROR_STATUS: dict[type[ScoringError], int] = {
+    ValidationFailed: 422,
+    UnknownItem: 404,
+    JobNotFound: 404,
+    ItemUnavailable: 503,
+    Overloaded: 429,
+    PayloadTooLarge: 413,
+    NotReady: 503,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ScoringError: 500,
+}
+
+
+def status_of(error: ScoringError) -> int:
+    for cls in type(error).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(error: ScoringError) -> dict[str, str]:
+    return {"error": error.message, "error_type": error.error_type}

@@ -1,0 +1,48 @@
+"""A deterministic in-memory backend for unit tests of the HTTP layer (no ONNX, no files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.backend import Outcome, Scored
+from app.errors import ItemUnavailable, UnknownItem
+from app.registry import ItemSpec
+
+
+def fake_spec(item_id: str, labels: int = 3, version: str = "v1") -> ItemSpec:
+    return ItemSpec(item_id, version, "fake", Path("/nonexistent"), list(range(labels)), None, 0.5, "0" * 64, 1,
+                    {"test_qwk": 0.9})
+
+
+class FakeBackend:
+    """Score = number of words, capped at the top of the range; items named 'broken-*' cannot load."""
+
+    def __init__(self, specs: list[ItemSpec] | None = None) -> None:
+        self._items = {spec.item_id: spec for spec in specs or [fake_spec("item-a"), fake_spec("item-b", 4)]}
+        self.ready = False
+        self.calls: list[int] = []  # rows per call: shows micro-batching
+
+    def items(self) -> dict[str, ItemSpec]:
+        return self._items
+
+    def is_cached(self, spec: ItemSpec) -> bool:
+        return True
+
+    def warm_up(self) -> None:
+        self.ready = True
+
+    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+        self.calls.append(len(rows))
+        outcomes: list[Outcome] = []
+        for item_id, text in rows:
+            spec = self._items.get(item_id)
+            if spec is None:
+                outcomes.append(UnknownItem(f"unknown item {item_id!r}"))
+                continue
+            if item_id.startswith("broken"):
+                outcomes.append(ItemUnavailable(f"item {item_id!r}: head file cannot be loaded"))
+                continue
+            score = min(len(text.split()), len(spec.labels) - 1)
+            probabilities = [0.8 if k == score else 0.2 / (len(spec.labels) - 1) for k in range(len(spec.labels))]
+            outcomes.append(Scored(item_id, score, probabilities, 0.8, False, spec.version, False))
+        return outcomes

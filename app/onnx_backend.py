@@ -1,0 +1,193 @@
+"""The real backend: one resident trunk session, heads from an LRU cache, rows grouped by item."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import time
+from collections import defaultdict
+
+import numpy as np
+import onnxruntime as ort
+
+from app import metrics
+from app.backend import Outcome, Scored
+from app.errors import ItemUnavailable, ScoringError, UnknownItem
+from app.head_cache import HeadCache
+from app.onnx_parts import (
+    AdapterHead,
+    HeadRunner,
+    MergedHead,
+    TextEncoder,
+    decode_scores,
+    load_session,
+    pad,
+    softmax,
+)
+from app.registry import Artifacts, ItemSpec, load_artifacts
+from app.settings import Settings
+
+log = logging.getLogger("scorer.engine")
+GOLDEN_TOLERANCE = 1e-3
+
+
+def pick_device(requested: str) -> str:
+    installed = {dist for dist in ("onnxruntime", "onnxruntime-gpu") if _installed(dist)}
+    if len(installed) == 2:
+        raise RuntimeError("both onnxruntime and onnxruntime-gpu are installed; they overwrite each other. "
+                           "Keep one (extras `cpu` or `gpu`).")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if requested == "cuda" and not has_cuda:
+        raise RuntimeError("SCORER_DEVICE=cuda but this onnxruntime build has no CUDA provider")
+    return "cuda" if requested == "cuda" or (requested == "auto" and has_cuda) else "cpu"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+class OnnxBackend:
+    def __init__(self, settings: Settings, artifacts: Artifacts | None = None) -> None:
+        self.settings = settings
+        self.artifacts = artifacts or load_artifacts(settings.artifacts)
+        self.threads = settings.threads or os.cpu_count() or 1
+        self.device = pick_device(settings.device)
+        trunk_path = self.artifacts.trunk_path
+        if settings.precision in ("int8", "auto") and self.device == "cpu":
+            if self.artifacts.int8_path is not None:
+                trunk_path = self.artifacts.int8_path
+            elif settings.precision == "int8":
+                raise RuntimeError("SCORER_PRECISION=int8 but the manifest does not allow the int8 trunk "
+                                   "(its measured QWK drop is too large, or it was not exported)")
+        self.trunk = load_session(trunk_path, self.threads, arena=True, device=self.device)
+        if self.device == "cuda" and "CUDAExecutionProvider" not in self.trunk.get_providers():
+            raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "
+                               "(CUDA/cuDNN libraries missing?)")
+        self.encoder = TextEncoder(self.artifacts.tokenizer_path, self.artifacts.max_length,
+                                   self.artifacts.text_prefix)
+        head_path = self.artifacts.adapter_head_path
+        self.shared_head = (load_session(head_path, self.threads, arena=False, device=self.device)
+                            if head_path else None)
+        self.cache = HeadCache(self._load_head, settings.cache_bytes, set(settings.pin_items))
+        self.verified: set[tuple[str, str]] = set()
+        self.ready = False
+        log.info("trunk %s on %s (%d threads), %d items", trunk_path.name, self.device, self.threads,
+                 len(self.artifacts.items))
+
+    def items(self) -> dict[str, ItemSpec]:
+        return self.artifacts.items
+
+    def is_cached(self, spec: ItemSpec) -> bool:
+        return spec.key in self.cache
+
+    def _load_head(self, spec: ItemSpec) -> HeadRunner:
+        if not spec.path.is_file():
+            raise ItemUnavailable(f"item {spec.item_id!r}: head file is missing")
+        try:
+            head: HeadRunner
+            if spec.head_format == "ort-adapter":
+                if self.shared_head is None:
+                    raise ItemUnavailable(f"item {spec.item_id!r}: no shared head graph in the artifacts")
+                head = AdapterHead(self.shared_head, spec.path)
+            else:
+                head = MergedHead(spec.path, self.threads, self.device)
+        except ScoringError:
+            raise
+        except Exception as exc:  # ORT's own errors for corrupt files
+            log.error("item %s %s: head failed to load: %s", spec.item_id, spec.version, type(exc).__name__)
+            raise ItemUnavailable(f"item {spec.item_id!r}: head file cannot be loaded") from exc
+        if spec.key not in self.verified:
+            self._check_golden(spec, head)
+            self.verified.add(spec.key)
+        return head
+
+    def _check_golden(self, spec: ItemSpec, head: HeadRunner) -> None:
+        """The first load of a version scores its golden answers: a head silently not applied fails here."""
+        if not spec.golden_texts:
+            return
+        ids, mask = pad([row for row, _ in self.encoder.encode(spec.golden_texts)])
+        hidden = self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+        diff = float(np.abs(head.logits(hidden, mask) - np.asarray(spec.golden_logits)).max())
+        if diff > GOLDEN_TOLERANCE and self.trunk_is_fp32:
+            raise ItemUnavailable(f"item {spec.item_id!r}: golden answers differ from export ({diff:.1e})")
+
+    @property
+    def trunk_is_fp32(self) -> bool:
+        return self.artifacts.int8_path is None or self.settings.precision == "fp32"
+
+    def warm_up(self) -> None:
+        ids, mask = pad([row for row, _ in self.encoder.encode(["warm up the trunk"] * 4)])
+        self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})
+        for item_id in [*self.settings.pin_items, *self.settings.warm_items]:
+            spec = self.artifacts.items.get(item_id)
+            if spec is None:
+                raise RuntimeError(f"pinned/warm item {item_id!r} is not in the manifest")
+            self.cache.get(spec)
+        self.ready = True
+
+    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(rows)
+        started = time.perf_counter()
+        encoded = self.encoder.encode([text for _, text in rows])
+        metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
+        order = sorted(range(len(rows)), key=lambda i: len(encoded[i][0]))  # little padding per trunk run
+        step = self.settings.max_batch_rows
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            self._score_chunk(rows, encoded, chunk, outcomes)
+        return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
+
+    def _score_chunk(self, rows: list[tuple[str, str]], encoded: list[tuple[list[int], bool]],
+                     chunk: list[int], outcomes: list[Outcome | None]) -> None:
+        by_item: dict[str, list[int]] = defaultdict(list)
+        for position, index in enumerate(chunk):
+            item_id = rows[index][0]
+            if item_id not in self.artifacts.items:
+                outcomes[index] = UnknownItem(f"unknown item {item_id!r}")
+            else:
+                by_item[item_id].append(position)
+        if not by_item:
+            return
+        ids, mask = pad([encoded[index][0] for index in chunk])
+        started = time.perf_counter()
+        hidden = self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+        metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
+        metrics.BATCH_ROWS.observe(len(chunk))
+        for item_id, positions in by_item.items():
+            spec = self.artifacts.items[item_id]
+            started = time.perf_counter()
+            try:
+                head = self.cache.get(spec)
+                width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
+                logits = head.logits(np.ascontiguousarray(hidden[positions, :width]),
+                                     np.ascontiguousarray(mask[positions, :width]))
+            except ScoringError as error:
+                for position in positions:
+                    outcomes[chunk[position]] = error
+                continue
+            metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+            self._decode(spec, logits, [chunk[p] for p in positions], encoded, outcomes)
+            metrics.ANSWERS_SCORED.labels(item_id).inc(len(positions))
+
+    def _decode(self, spec: ItemSpec, logits: np.ndarray, indices: list[int],
+                encoded: list[tuple[list[int], bool]], outcomes: list[Outcome | None]) -> None:
+        probabilities = softmax(logits)
+        classes = decode_scores(probabilities, spec.thresholds)
+        review_below = (self.settings.review_threshold if self.settings.review_threshold is not None
+                        else spec.review_threshold)
+        for row, index in enumerate(indices):
+            confidence = float(probabilities[row, classes[row]])
+            outcomes[index] = Scored(
+                item_id=spec.item_id,
+                score=spec.labels[int(classes[row])],
+                probabilities=[round(float(p), 6) for p in probabilities[row]],
+                confidence=round(confidence, 6),
+                needs_review=confidence < review_below,
+                adapter_version=spec.version,
+                truncated=encoded[index][1],
+            )

@@ -1,0 +1,137 @@
+"""HTTP endpoints. Thin: validation of shapes here, everything else in plain modules."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.backend import Outcome, Scored
+from app.deps import BackendDep, JobsDep, ScoringDep, SettingsDep, require_key
+from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
+from app.registry import ITEM_ID
+from app.schemas import (
+    BatchRequest,
+    BatchResponse,
+    BatchRowResult,
+    ErrorBody,
+    ItemInfo,
+    JobAccepted,
+    JobStatus,
+    ScoreRequest,
+    ScoreResult,
+    ScoreResults,
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 413, 422, 429, 503)}
+ItemId = Path(max_length=200, description="item slug: [a-z0-9][a-z0-9_-]{0,63}")
+scoring_router = APIRouter(dependencies=[Depends(require_key)], responses=ERRORS)
+ops_router = APIRouter()
+
+
+def _check_ready(request: Request) -> None:
+    if not request.app.state.backend.ready or request.app.state.draining:
+        raise NotReady("service is starting or shutting down")
+
+
+def _result(outcome: Outcome) -> ScoreResult:
+    if isinstance(outcome, ScoringError):
+        raise outcome
+    assert isinstance(outcome, Scored)
+    return ScoreResult(**outcome.__dict__)
+
+
+def _row_result(row_id: str | int, outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Scored):
+        return {"id": row_id, **outcome.__dict__}
+    return {"id": row_id, **error_body(outcome)}
+
+
+@scoring_router.post("/score/{item_id}", response_model=ScoreResult | ScoreResults)
+async def score_item(request: Request, response: Response, body: ScoreRequest, scoring: ScoringDep,
+                     settings: SettingsDep, item_id: str = ItemId) -> ScoreResult | ScoreResults:
+    """Score one answer (`answer`) or several answers to the same item (`answers`, results in order)."""
+    _check_ready(request)
+    if not ITEM_ID.match(item_id) or item_id not in scoring.backend.items():
+        raise UnknownItem(f"unknown item {item_id!r}" if len(item_id) <= 64 else "unknown item")
+    texts = [body.answer] if body.answer is not None else list(body.answers or [])
+    if len(texts) > settings.max_answers_per_request:
+        raise PayloadTooLarge(f"at most {settings.max_answers_per_request} answers per request")
+    started = time.perf_counter()
+    outcomes = await scoring.score([(item_id, text) for text in texts])
+    response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+    results = [_result(outcome) for outcome in outcomes]
+    return results[0] if body.answer is not None else ScoreResults(results=results)
+
+
+@scoring_router.post("/batch", response_model=BatchResponse)
+async def batch(request: Request, response: Response, body: BatchRequest, scoring: ScoringDep,
+                settings: SettingsDep) -> BatchResponse:
+    """Score rows for many items together; a bad row carries its own error and the rest are scored."""
+    _check_ready(request)
+    if len(body.answers) > settings.max_answers_per_request:
+        raise PayloadTooLarge(f"at most {settings.max_answers_per_request} rows per batch; use /jobs")
+    started = time.perf_counter()
+    outcomes = await scoring.score([(row.item_id, row.answer) for row in body.answers])
+    response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+    return BatchResponse(results=[BatchRowResult(**_row_result(row.id, outcome))
+                                  for row, outcome in zip(body.answers, outcomes, strict=True)])
+
+
+async def _score_job_rows(scoring: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    outcomes = await scoring.score([(row["item_id"], row["answer"]) for row in rows])
+    return [_row_result(row["id"], outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+
+
+@scoring_router.post("/jobs", status_code=202, response_model=JobAccepted)
+async def create_job(request: Request, body: BatchRequest, jobs: JobsDep, settings: SettingsDep) -> JobAccepted:
+    """Accept a large set of rows for background scoring; poll GET /jobs/{job_id}."""
+    _check_ready(request)
+    if len(body.answers) > settings.max_answers_per_job:
+        raise PayloadTooLarge(f"at most {settings.max_answers_per_job} rows per job")
+    job_id = await jobs.create([row.model_dump() for row in body.answers])
+    return JobAccepted(job_id=job_id)
+
+
+@scoring_router.get("/jobs/{job_id}", response_model=JobStatus)
+async def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
+    """Status, progress, and results once done."""
+    return JobStatus(**(await jobs.get(job_id[:64])))
+
+
+def _item_info(backend: Any, item_id: str) -> ItemInfo:
+    spec = backend.items()[item_id]
+    return ItemInfo(item_id=item_id, score_range=(spec.labels[0], spec.labels[-1]),
+                    adapter_version=spec.version, head_format=spec.head_format,
+                    cached=backend.is_cached(spec), review_threshold=spec.review_threshold,
+                    evaluation=spec.model_card)
+
+
+@scoring_router.get("/items", response_model=list[ItemInfo])
+async def list_items(backend: BackendDep) -> list[ItemInfo]:
+    """Every servable item with its score range, version, cache state and evaluation figures."""
+    return [_item_info(backend, item_id) for item_id in sorted(backend.items())]
+
+
+@scoring_router.get("/items/{item_id}", response_model=ItemInfo)
+async def get_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+    """One item's score range, version, cache state and evaluation figures."""
+    if not ITEM_ID.match(item_id) or item_id not in backend.items():
+        raise UnknownItem("unknown item")
+    return _item_info(backend, item_id)
+
+
+@ops_router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "live"}
+
+
+@ops_router.get("/health/ready", responses={503: {"model": ErrorBody}})
+async def ready(request: Request) -> JSONResponse:
+    """Trunk loaded and warmed, and not draining."""
+    if request.app.state.backend.ready and not request.app.state.draining:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(error_body(NotReady("not ready")), status_code=503)

@@ -1,0 +1,90 @@
+"""Request and response bodies (they become the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+
+class ScoreRequest(BaseModel):
+    """Exactly one of `answer` (one text) or `answers` (several texts for the same item)."""
+
+    model_config = ConfigDict(extra="forbid")
+    answer: StrictStr | None = None
+    answers: list[StrictStr] | None = None
+
+    @model_validator(mode="after")
+    def one_of(self) -> ScoreRequest:
+        if (self.answer is None) == (self.answers is None):
+            raise ValueError("give exactly one of 'answer' or 'answers'")
+        return self
+
+
+class ScoreResult(BaseModel):
+    item_id: str
+    score: int
+    probabilities: list[float] = Field(description="one per score point, low to high")
+    confidence: float = Field(description="probability of the returned score")
+    needs_review: bool = Field(description="confidence is below the item's review threshold")
+    adapter_version: str
+    truncated: bool = Field(description="the answer was longer than the model's window and was cut")
+
+
+class ScoreResults(BaseModel):
+    results: list[ScoreResult]
+
+
+class BatchRow(BaseModel):
+    id: StrictStr | int
+    item_id: Any = None  # checked per row: a bad row gets its own error, the others are scored
+    answer: Any = None
+
+
+class BatchRequest(BaseModel):
+    answers: list[BatchRow]
+
+
+class BatchRowResult(BaseModel):
+    id: StrictStr | int
+    item_id: str | None = None
+    score: int | None = None
+    probabilities: list[float] | None = None
+    confidence: float | None = None
+    needs_review: bool | None = None
+    adapter_version: str | None = None
+    truncated: bool | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchRowResult]
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    total: int
+    done: int
+    results: list[BatchRowResult] | None = None
+    error: str | None = None
+
+
+class ItemInfo(BaseModel):
+    item_id: str
+    score_range: tuple[int, int]
+    adapter_version: str
+    head_format: str
+    cached: bool
+    review_threshold: float
+    evaluation: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    error_type: str

@@ -1,0 +1,46 @@
+"""Every knob of the service, from SCORER_* environment variables; invalid values fail at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCORER_", env_file=None, extra="ignore")
+
+    artifacts: Path = Field(Path("build/onnx"), description="exporter output folder (manifest.json)")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when the GPU build sees a device
+    precision: Literal["fp32", "int8", "auto"] = "fp32"  # int8 only where the manifest allows it
+    threads: int = Field(0, ge=0)  # ORT intra-op threads; 0 = all cores
+    # Head cache: bytes, not entries (heads differ in size). Adapter files are ~1 MB, merged heads ~20 MB.
+    cache_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    pin_items: list[str] = []  # never evicted
+    warm_items: list[str] = []  # loaded at start-up
+    # Micro-batching: wait this long for more requests to share one trunk run (latency vs throughput).
+    batch_wait_ms: float = Field(2.0, ge=0)
+    max_batch_rows: int = Field(64, gt=0)  # rows per trunk run
+    max_queue_rows: int = Field(4096, gt=0)  # beyond this, 429 instead of an ever-growing queue
+    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    max_answers_per_request: int = Field(1000, gt=0)  # /score and /batch
+    max_answers_per_job: int = Field(100_000, gt=0)
+    max_answer_chars: int = Field(20_000, gt=0)  # longer answers are refused (tokens are truncated anyway)
+    redis_url: str | None = None  # set: jobs + duplicate cache in Redis, shared by replicas
+    duplicate_cache_entries: int = Field(50_000, ge=0)  # in-process LRU size; 0 disables
+    duplicate_cache_ttl_s: int = Field(24 * 3600, gt=0)  # Redis TTL
+    job_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
+    api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
+    admin_keys_sha256: list[str] = []
+    log_level: str = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
