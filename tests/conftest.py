@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +38,96 @@ TINY_ITEM_ROWS = [
 ]
 
 
-def tiny_item(item_id: str = "tiny-item", copies: int = 8) -> "object":
+def tiny_item(item_id: str = "tiny-item", copies: int = 8) -> Any:
     from training.data import ItemData, ScoreRange
 
     rows = [(f"{text} {n}", score) for n in range(copies) for text, score in TINY_ITEM_ROWS]
     return ItemData(item_id, ScoreRange(0, 2), train=rows, validation=rows[:12], test=rows[12:24])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_url() -> "object":
+    """A real redis-server on a free loopback port, stopped after the test."""
+    import subprocess
+    import time
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server; .ci/run does it)")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+class Server:
+    """A real uvicorn process serving the app; its log is kept for inspection."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {**os.environ, **env, "SCORER_HOST": "127.0.0.1", "SCORER_PORT": str(self.port)}
+        self.process = subprocess.Popen([sys.executable, "-m", "app"], env=full_env, cwd=REPO,
+                                        stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(self.log_path.read_text()[-2000:])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny trained items exported to ONNX (adapter format)."""
+    from export.pipeline import ExportOptions, export_all
+    from training.pipeline import train_adapter
+    from training.trainer import TrainConfig
+
+    adapters = tmp_path_factory.mktemp("tiny-adapters")
+    for item_id, seed in (("item-a", 1), ("item-b", 2)):
+        config = TrainConfig(split_layer=1, max_epochs=2, batch_size=8, seed=seed, learning_rate=5e-3)
+        train_adapter(tiny_item(item_id), adapters, config, str(tiny_backbone))  # type: ignore[arg-type]
+    out = tmp_path_factory.mktemp("tiny-onnx")
+    export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None))
+    return out

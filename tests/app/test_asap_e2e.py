@@ -1,0 +1,80 @@
+"""The real backbone with two trained ASAP heads, exported and served through uvicorn."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from export.pipeline import ExportOptions, export_all
+from tests.conftest import REPO, Server
+from training.asap import load_asap_item
+from training.metrics import quadratic_weighted_kappa
+
+pytestmark = pytest.mark.slow
+GOLDEN = json.loads((REPO / "tests" / "golden" / "asap.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def asap_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """asap-01 and asap-02 from the committed adapters, exported and validated like `make export`."""
+    adapters = tmp_path_factory.mktemp("asap-adapters")
+    manifest = json.loads((REPO / "adapters" / "manifest.json").read_text())
+    manifest["items"] = {k: v for k, v in manifest["items"].items() if k in GOLDEN}
+    for item_id in manifest["items"]:
+        shutil.copytree(REPO / "adapters" / item_id, adapters / item_id)
+    (adapters / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path_factory.mktemp("asap-onnx")
+    export_all(ExportOptions(adapters, out, log=lambda _: None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def asap_server(asap_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> "object":
+    server = Server({"SCORER_ARTIFACTS": str(asap_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_golden_answers_reproduce_pytorch(asap_server: Server) -> None:
+    for item_id, golden in GOLDEN.items():
+        texts = [answer["text"] for answer in golden["answers"]]
+        results = httpx.post(f"{asap_server.url}/score/{item_id}", json={"answers": texts}).json()["results"]
+        assert [r["score"] for r in results] == [a["score"] for a in golden["answers"]]
+        assert all(r["adapter_version"] == golden["adapter_version"] for r in results)
+        probabilities = np.array([r["probabilities"] for r in results])
+        logits = np.array([a["logits"] for a in golden["answers"]])
+        expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        assert np.abs(probabilities - expected).max() < 1e-4
+
+
+def test_two_items_give_different_outputs_for_one_answer(asap_server: Server) -> None:
+    answer = {"answer": "The acid rain would dissolve the limestone and marble samples."}
+    first = httpx.post(f"{asap_server.url}/score/asap-01", json=answer).json()
+    second = httpx.post(f"{asap_server.url}/score/asap-02", json=answer).json()
+    assert first["probabilities"] != second["probabilities"]
+
+
+def test_batch_over_test_set_reproduces_exporter_qwk(asap_server: Server, asap_artifacts: Path) -> None:
+    manifest = json.loads((asap_artifacts / "manifest.json").read_text())
+    rows, truth = [], {}
+    for item_id in GOLDEN:
+        item = load_asap_item(item_id)
+        truth[item_id] = [score for _, score in item.test]
+        rows += [{"id": f"{item_id}:{n}", "item_id": item_id, "answer": text} for n, (text, _) in enumerate(item.test)]
+    results = []
+    for start in range(0, len(rows), 500):  # mixed items in every request, as a teacher dashboard sends
+        chunk = rows[start : start + 500]
+        response = httpx.post(f"{asap_server.url}/batch", json={"answers": chunk}, timeout=120)
+        results += response.json()["results"]
+    assert [r["id"] for r in results] == [r["id"] for r in rows]
+    for item_id, scores in truth.items():
+        predicted = [r["score"] for r in results if r["item_id"] == item_id]
+        labels = manifest["items"][item_id]["labels"]
+        qwk = quadratic_weighted_kappa(scores, predicted, labels)
+        assert qwk == pytest.approx(manifest["items"][item_id]["qwk"]["test"]["qwk_onnx"], abs=1e-9)

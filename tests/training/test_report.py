@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training.asap import HUMAN_QWK
+from training.metrics import fisher_z_mean
+from training.report import write_report
+
+ADAPTER_QWK = {"asap-01": 0.812, "asap-02": 0.654}
+FULL_QWK = {"asap-01": 0.791}
+
+
+def _split(qwk: float, size: int) -> dict[str, Any]:
+    return {"qwk": qwk, "qwk_argmax": qwk - 0.01, "accuracy": 0.7, "macro_f1": 0.68,
+            "confusion": [[5, 1, 0], [1, 4, 1], [0, 1, 3]], "n": size}
+
+
+def _curve() -> list[dict[str, float]]:
+    return [{"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.1 / epoch, "val_qwk": 0.5 + 0.1 * epoch,
+             "seconds": 3.0} for epoch in (1, 2, 3)]
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _adapters(root: Path) -> Path:
+    items = {}
+    for item_id, qwk in ADAPTER_QWK.items():
+        items[item_id] = {"current": "v1", "versions": ["v1"], "score_range": {"low": 0, "high": 2},
+                          "backbone": "minilm-en", "test_qwk": qwk}
+        _write(root / item_id / "v1" / "metrics.json", {
+            "test": _split(qwk, 16), "validation": _split(qwk + 0.02, 8),
+            "sizes": {"train": 120, "validation": 8, "test": 16}, "best_epoch": 3, "curve": _curve(),
+            "seconds": {"trunk_cache": 2.0, "train": 40.0, "evaluate": 1.0, "total": 43.0},
+            # asap-02 leaves human_qwk out so the report falls back to training.asap.HUMAN_QWK
+            "human_qwk": 0.9 if item_id == "asap-01" else None, "trainable_parameters": 1000,
+        })
+        _write(root / item_id / "v1" / "config.json", {
+            "split_layer": 3, "decoding": {"thresholds": None},
+            "train": {"targets": "all-linear", "rank": 8, "alpha": 16.0, "learning_rate": 0.002,
+                      "max_epochs": 8},
+        })
+    _write(root / "manifest.json", {"format": 1, "items": items})
+    return root
+
+
+def test_report_markdown_and_plots(tmp_path: Path) -> None:
+    full_dir, out = tmp_path / "full_ft", tmp_path / "reports"
+    for item_id, qwk in FULL_QWK.items():
+        _write(full_dir / f"{item_id}.json", {"test": _split(qwk, 16), "validation": _split(qwk, 8),
+                                              "curve": _curve(), "seconds": {"train": 300.0, "total": 310.0},
+                                              "best_epoch": 2})
+    _write(out / "sweep.json", {"asap-01|S=0|all-linear|lr=2e-3": {"val_qwk": 0.777, "val_qwk_argmax": 0.76,
+                                                                    "best_epoch": 4, "seconds": 50.0}})
+
+    markdown = write_report(_adapters(tmp_path / "adapters"), full_dir, out).read_text()
+
+    lines = markdown.splitlines()
+    row_01 = next(line for line in lines if line.startswith("| asap-01 |"))
+    row_02 = next(line for line in lines if line.startswith("| asap-02 |"))
+    assert "| 0.812 |" in row_01 and "| 0.791 |" in row_01 and "| 0.900 |" in row_01
+    assert "| 0.654 |" in row_02 and "| – |" in row_02 and f"| {HUMAN_QWK['asap-02']:.3f} |" in row_02
+    adapter_mean = sum(ADAPTER_QWK.values()) / len(ADAPTER_QWK)
+    means = next(line for line in lines if line.startswith("| LoRA adapters |"))
+    assert f"| {adapter_mean:.3f} |" in means
+    assert f"| {fisher_z_mean(list(ADAPTER_QWK.values())):.3f} |" in means
+    assert "Too few items" in markdown and "(1;" in markdown
+    assert "S = 3, targets all-linear, rank 8" in markdown and "| 0.777 |" in markdown
+    assert "python -m training report" in markdown
+    for name in ("qwk_per_item.png", "training_curves.png", "confusion_matrices.png"):
+        assert (out / name).stat().st_size > 0

@@ -1,0 +1,244 @@
+"""`python -m training report`: reports/accuracy.md plus plots, built only from the saved metrics files."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy.stats import ttest_rel
+
+from training.asap import HUMAN_QWK
+from training.metrics import fisher_z_mean
+
+Json = dict[str, Any]
+DASH = "–"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item_id: str
+    low: int
+    high: int
+    metrics: Json
+    config: Json
+    full: Json | None
+    human: float | None
+
+
+def _read_json(path: Path) -> Json:
+    data: Json = json.loads(path.read_text())
+    return data
+
+
+def load_items(adapters: Path, full_dir: Path) -> list[ItemResult]:
+    manifest = _read_json(adapters / "manifest.json")["items"]
+    results = []
+    for item_id in sorted(manifest):
+        entry = manifest[item_id]
+        folder = adapters / item_id / entry["current"]
+        metrics = _read_json(folder / "metrics.json")
+        full_path = full_dir / f"{item_id}.json"
+        human = metrics.get("human_qwk")
+        results.append(ItemResult(
+            item_id=item_id, low=entry["score_range"]["low"], high=entry["score_range"]["high"],
+            metrics=metrics, config=_read_json(folder / "config.json"),
+            full=_read_json(full_path) if full_path.is_file() else None,
+            human=HUMAN_QWK.get(item_id) if human is None else float(human),
+        ))
+    return results
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return DASH if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _train_seconds(report: Json) -> float:
+    seconds: dict[str, float] = report["seconds"]
+    return seconds.get("train", seconds["total"])
+
+
+def _item_section(items: list[ItemResult]) -> list[str]:
+    header = ["item", "scores", "n train/val/test", "adapter QWK", "QWK argmax", "accuracy", "macro-F1",
+              "full-FT QWK", "human QWK", "adapter train s", "full-FT train s"]
+    rows = []
+    for item in items:
+        test, sizes = item.metrics["test"], item.metrics["sizes"]
+        rows.append([
+            item.item_id, f"{item.low}–{item.high}",
+            f"{sizes['train']}/{sizes['validation']}/{sizes['test']}",
+            _fmt(test["qwk"]), _fmt(test["qwk_argmax"]), _fmt(test["accuracy"]), _fmt(test["macro_f1"]),
+            _fmt(item.full["test"]["qwk"] if item.full else None), _fmt(item.human),
+            _fmt(_train_seconds(item.metrics), 0), _fmt(_train_seconds(item.full) if item.full else None, 0),
+        ])
+    return ["## Per item (test split)", "", *_table(header, rows)]
+
+
+def _means_section(items: list[ItemResult]) -> list[str]:
+    groups = {
+        "LoRA adapters": [item.metrics["test"]["qwk"] for item in items],
+        "full fine-tuning": [item.full["test"]["qwk"] for item in items if item.full],
+        "human (Score1 vs Score2)": [item.human for item in items if item.human is not None],
+    }
+    rows = [[name, str(len(values)), _fmt(sum(values) / len(values) if values else None),
+             _fmt(fisher_z_mean(values) if values else None)] for name, values in groups.items()]
+    return ["## Means over items (test QWK)", "",
+            *_table(["scorer", "items", "arithmetic mean", "Fisher-z mean"], rows)]
+
+
+def _ttest_section(items: list[ItemResult]) -> list[str]:
+    pairs = [(item.metrics["test"]["qwk"], item.full["test"]["qwk"]) for item in items if item.full]
+    lines = ["## Adapters vs full fine-tuning", ""]
+    if len(pairs) < 2:
+        return [*lines, f"Too few items with both results for a paired t-test "
+                f"({len(pairs)}; it needs at least 2)."]
+    adapter, full = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
+    result = ttest_rel(adapter, full)
+    difference = sum(a - f for a, f in pairs) / len(pairs)
+    return [*lines, f"Paired t-test over {len(pairs)} items: mean difference (adapter − full) "
+            f"{difference:+.3f}, t = {float(result.statistic):.3f}, p = {float(result.pvalue):.3g}."]
+
+
+def _time_section(items: list[ItemResult]) -> list[str]:
+    train = [_train_seconds(item.metrics) for item in items]
+    total = [float(item.metrics["seconds"]["total"]) for item in items]
+    return ["## Adapter training time", "",
+            f"Training: {sum(train):.0f} s in all, {sum(train) / len(train):.0f} s per item (with trunk "
+            f"caching and evaluation: {sum(total):.0f} s, {sum(total) / len(total):.0f} s per item)."]
+
+
+def _config_section(items: list[ItemResult]) -> list[str]:
+    used: dict[str, list[str]] = {}
+    for item in items:
+        train = item.config["train"]
+        key = (f"S = {item.config['split_layer']}, targets {train['targets']}, rank {train['rank']}, "
+               f"alpha {train['alpha']:g}, lr {train['learning_rate']:g}")
+        used.setdefault(key, []).append(item.item_id)
+    return ["## LoRA configuration", "", *[f"- {key}: {', '.join(ids)}" for key, ids in used.items()]]
+
+
+def _sweep_section(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    rows = []
+    for key, result in _read_json(path).items():
+        item_id, _, variant = key.partition("|")
+        rows.append([item_id, variant.replace("|", " "), _fmt(result.get("val_qwk")),
+                     _fmt(result.get("val_qwk_argmax")), str(result.get("best_epoch", DASH)),
+                     _fmt(result.get("seconds"), 0)])
+    header = ["item", "variant", "val QWK", "val QWK argmax", "best epoch", "seconds"]
+    return ["## Sweep (validation split)", "", *_table(header, rows)]
+
+
+def _reproduce_section() -> list[str]:
+    return ["## How to reproduce", "", "```",
+            "python -m training train --items all", "python -m training baseline --items all",
+            "python -m training report", "```"]
+
+
+def _grid(count: int, size: float = 3.2) -> tuple[Figure, list[Axes]]:
+    columns = min(count, 5)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for unused in flat[count:]:
+        unused.set_visible(False)
+    return figure, flat[:count]
+
+
+def _save(figure: Figure, path: Path, top: float = 1.0) -> None:
+    figure.tight_layout(rect=(0, 0, 1, top))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_qwk(items: list[ItemResult], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(items)), 4))
+    width = 0.27
+    series = [
+        ("LoRA adapter", [(i, item.metrics["test"]["qwk"]) for i, item in enumerate(items)]),
+        ("full fine-tuning", [(i, item.full["test"]["qwk"]) for i, item in enumerate(items) if item.full]),
+        ("human", [(i, item.human) for i, item in enumerate(items) if item.human is not None]),
+    ]
+    for offset, color, (label, points) in zip((-width, 0.0, width), ("C0", "C1", "C2"), series, strict=True):
+        if points:
+            axes.bar([i + offset for i, _ in points], [value for _, value in points], width, label=label,
+                     color=color)
+    axes.set_xticks(range(len(items)), [item.item_id for item in items], rotation=45)
+    axes.set_ylabel("test QWK")
+    # QWK can fall below chance (negative) on a badly trained item; keep such bars visible.
+    axes.set_ylim(min([0.0, *(value for _, points in series for _, value in points)]), 1)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    _save(figure, path)
+
+
+def _plot_curves(items: list[ItemResult], path: Path) -> None:
+    figure, grid = _grid(len(items))
+    for axes, item in zip(grid, items, strict=True):
+        curve = item.metrics["curve"]
+        epochs = [point["epoch"] for point in curve]
+        axes.plot(epochs, [point["val_qwk"] for point in curve], "k-o", label="val QWK")
+        losses = axes.twinx()
+        losses.plot(epochs, [point["train_loss"] for point in curve], "b--", label="train loss")
+        losses.plot(epochs, [point["val_loss"] for point in curve], "r--", label="val loss")
+        axes.set_title(item.item_id)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("val QWK")
+        losses.set_ylabel("loss")
+        if axes is grid[0]:
+            figure.legend(handles=[*axes.lines, *losses.lines], loc="upper center", ncol=3, frameon=False)
+    _save(figure, path, top=0.88)
+
+
+def _plot_confusions(items: list[ItemResult], path: Path) -> None:
+    figure, grid = _grid(len(items))
+    for axes, item in zip(grid, items, strict=True):
+        matrix = item.metrics["test"]["confusion"]
+        labels = list(range(item.low, item.high + 1))
+        axes.imshow(matrix, cmap="Blues")
+        darkest = max(max(counts) for counts in matrix)
+        for row, counts in enumerate(matrix):
+            for column, count in enumerate(counts):
+                color = "white" if count > darkest / 2 else "black"
+                axes.text(column, row, str(count), ha="center", va="center", fontsize=8, color=color)
+        axes.set_xticks(range(len(labels)), [str(label) for label in labels])
+        axes.set_yticks(range(len(labels)), [str(label) for label in labels])
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("human")
+        axes.set_title(item.item_id)
+    _save(figure, path)
+
+
+def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
+    items = load_items(adapters, full_dir)
+    if not items:
+        raise ValueError(f"no trained items in {adapters / 'manifest.json'}")
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_qwk(items, out / "qwk_per_item.png")
+    _plot_curves(items, out / "training_curves.png")
+    _plot_confusions(items, out / "confusion_matrices.png")
+    sections = [
+        ["# Accuracy of the per-item LoRA adapters", "",
+         "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",
+         "", "![QWK per item](qwk_per_item.png)"],
+        _item_section(items), _means_section(items), _ttest_section(items), _time_section(items),
+        _config_section(items), _sweep_section(out / "sweep.json"), _reproduce_section(),
+        ["## Plots", "", "![training curves](training_curves.png)", "",
+         "![confusion matrices](confusion_matrices.png)"],
+    ]
+    path = out / "accuracy.md"
+    path.write_text("\n\n".join("\n".join(section) for section in sections if section) + "\n")
+    return path
