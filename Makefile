@@ -7,7 +7,7 @@ ONNX_DIR ?= build/onnx
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test test-fast lint export bench bench-quick train report clean
+.PHONY: setup serve test test-fast lint export train report clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,20 +35,14 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check training export app bench tests
-	$(BIN)/mypy training export app bench
+	$(BIN)/ruff check training export app tests
+	$(BIN)/mypy training export app
 
 train: $(STAMP)
 	$(BIN)/python -m training train --items all
 
 report: $(STAMP)
 	$(BIN)/python -m training report
-
-bench: export
-	$(BIN)/python -m bench --out bench/results
-
-bench-quick: export
-	$(BIN)/python -m bench --quick --out bench/results
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -66,7 +66,7 @@ ERROR_STATUS: dict[type[ScoringError], int] = {
 def status_of(error: ScoringError) -> int:
     for cls in type(error).__mro__:
         if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]  # type: ignore[index]
+            return ERROR_STATUS[cls]
     return 500
 
 

@@ -22,8 +22,8 @@ def adapter_input_names(head: Head) -> list[str]:
     return [name for name, _ in _adapter_params(head)]
 
 
-def _adapter_params(head: Head) -> list[tuple[str, nn.Parameter]]:
-    params = []
+def _adapter_params(head: Head) -> list[tuple[str, Tensor]]:
+    params: list[tuple[str, Tensor]] = []
     for name, module in head.named_modules():
         if isinstance(module, LoRALinear):
             params += [(f"{name}.lora_a", module.lora_a), (f"{name}.lora_b", module.lora_b)]

@@ -128,7 +128,8 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
                       "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
     trunk_path = out / "trunk.onnx"
     old_trunk = old.get("trunk", {})
-    if old_trunk.get("key") == trunk_key and trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256"):
+    trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
+    if old_trunk.get("key") == trunk_key and trunk_current:
         options.log("trunk: current")
     else:
         started = time.perf_counter()

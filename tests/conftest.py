@@ -54,7 +54,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def redis_url() -> "object":
+def redis_url() -> object:
     """A real redis-server on a free loopback port, stopped after the test."""
     import subprocess
     import time

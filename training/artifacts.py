@@ -120,7 +120,11 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
         f"{sizes.get('test', '?')} test answers",
         f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
         f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}",
-        f"- Decoding: {'thresholds ' + str(config['decoding']['thresholds']) if config['decoding']['thresholds'] else 'argmax'}",
+        f"- Decoding: {_decoding(config['decoding']['thresholds'])}",
         f"- Needs review below confidence {config['review_threshold']:.2f}",
         "",
     ])
+
+
+def _decoding(thresholds: list[float] | None) -> str:
+    return f"expected score cut at {[round(t, 3) for t in thresholds]}" if thresholds else "argmax"

@@ -71,8 +71,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validation QWK of LoRA variants (never the test set) -> reports/sweep.json."""
-    from training.pipeline import run_training
     from training.backbones import resolve_backbone
+    from training.pipeline import run_training
 
     out = Path(args.out)
     results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}

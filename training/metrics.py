@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+Labels = Sequence[int] | NDArray[Any]
 
-def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], labels: Sequence[int]) -> NDArray[np.int64]:
+
+def confusion_matrix(truth: Labels, predicted: Labels, labels: Sequence[int]) -> NDArray[np.int64]:
     index = {label: position for position, label in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
     for true_label, predicted_label in zip(truth, predicted, strict=True):
@@ -17,7 +20,7 @@ def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], labels: Seq
     return matrix
 
 
-def quadratic_weighted_kappa(truth: Sequence[int], predicted: Sequence[int], labels: Sequence[int]) -> float:
+def quadratic_weighted_kappa(truth: Labels, predicted: Labels, labels: Sequence[int]) -> float:
     """Kaggle's definition: weights (i-j)^2/(N-1)^2 over the full range, E from the marginals."""
     observed = confusion_matrix(truth, predicted, labels).astype(np.float64)
     n = len(labels)
@@ -30,11 +33,11 @@ def quadratic_weighted_kappa(truth: Sequence[int], predicted: Sequence[int], lab
     return 1.0 - float((weights * observed).sum()) / denominator
 
 
-def accuracy(truth: Sequence[int], predicted: Sequence[int]) -> float:
+def accuracy(truth: Labels, predicted: Labels) -> float:
     return float(np.mean(np.asarray(truth) == np.asarray(predicted))) if truth else 0.0
 
 
-def macro_f1(truth: Sequence[int], predicted: Sequence[int], labels: Sequence[int]) -> float:
+def macro_f1(truth: Labels, predicted: Labels, labels: Sequence[int]) -> float:
     """Mean F1 over the labels that occur in truth or predictions (as scikit-learn does)."""
     matrix = confusion_matrix(truth, predicted, labels)
     scores = []
@@ -47,7 +50,7 @@ def macro_f1(truth: Sequence[int], predicted: Sequence[int], labels: Sequence[in
     return float(np.mean(scores)) if scores else 0.0
 
 
-def evaluate(truth: Sequence[int], predicted: Sequence[int], labels: Sequence[int]) -> dict[str, object]:
+def evaluate(truth: Labels, predicted: Labels, labels: Sequence[int]) -> dict[str, object]:
     return {
         "qwk": quadratic_weighted_kappa(truth, predicted, labels),
         "accuracy": accuracy(truth, predicted),

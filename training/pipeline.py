@@ -23,8 +23,8 @@ from training.backbones import ResolvedBackbone, resolve_backbone
 from training.data import ItemData
 from training.decoding import decode
 from training.encoder import adapter_state, build_model, load_backbone_weights
-from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
 from training.tokenize import encode_texts, load_tokenizer
+from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
 
 REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
 REVIEW_DEFAULT = 0.6

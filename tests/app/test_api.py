@@ -175,7 +175,8 @@ def test_api_keys() -> None:
 def _not_found_count(text: str) -> float:
     import re
 
-    found = re.search(r'scorer_request_duration_seconds_count\{endpoint="/score/\{item_id\}",status="404"\} (\S+)', text)
+    pattern = r'scorer_request_duration_seconds_count\{endpoint="/score/\{item_id\}",status="404"\} (\S+)'
+    found = re.search(pattern, text)
     return float(found.group(1)) if found else 0.0
 
 

@@ -34,7 +34,7 @@ def asap_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def asap_server(asap_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> "object":
+def asap_server(asap_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
     server = Server({"SCORER_ARTIFACTS": str(asap_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
     server.wait_ready()
     yield server

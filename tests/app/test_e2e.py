@@ -14,7 +14,7 @@ from tests.conftest import Server
 
 
 @pytest.fixture
-def tiny_server(tiny_artifacts: Path, tmp_path: Path) -> "object":
+def tiny_server(tiny_artifacts: Path, tmp_path: Path) -> object:
     server = Server({"SCORER_ARTIFACTS": str(tiny_artifacts), "SCORER_BATCH_WAIT_MS": "5"},
                     tmp_path / "server.log")
     server.wait_ready()

@@ -91,7 +91,7 @@ def test_mismatched_or_corrupt_adapter_is_refused(tiny_adapters: Path, tiny_back
     shutil.rmtree(broken)
     shutil.copytree(tiny_adapters, broken)
     (broken / "item-b" / "v1" / "adapter.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="adapter.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"adapter\.safetensors"):
         _export(broken, tmp_path / "out2", tiny_backbone)
     shutil.rmtree(broken)
     shutil.copytree(tiny_adapters, broken)

@@ -6,6 +6,7 @@ import torch
 
 from tests.conftest import tiny_item
 from training.artifacts import current_record, save_adapter
+from training.backbones import resolve_backbone
 from training.encoder import (
     TARGET_PRESETS,
     adapter_state,
@@ -15,7 +16,6 @@ from training.encoder import (
     merge_lora,
 )
 from training.pipeline import encode_item, train_adapter
-from training.backbones import resolve_backbone
 from training.trainer import TrainConfig, train_item
 
 
