@@ -31,6 +31,16 @@ class FakeBackend:
     def warm_up(self) -> None:
         self.ready = True
 
+    def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
+        spec = self._items.get(item_id)
+        if spec is None:
+            raise UnknownItem(f"unknown item {item_id!r}")
+        number = int(spec.version.lstrip("v")) + (-1 if rollback else 1)
+        if number < 1:
+            raise UnknownItem(f"item {item_id!r} has no earlier version")
+        self._items[item_id] = fake_spec(item_id, len(spec.labels), f"v{number}")
+        return self._items[item_id]
+
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
         self.calls.append(len(rows))
         outcomes: list[Outcome] = []

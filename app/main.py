@@ -22,7 +22,7 @@ from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, MemoryDuplicateCache, RedisDuplicateCache
 from app.errors import PayloadTooLarge, ScoringError, error_body, status_of
 from app.jobs import JobRunner, JobStore, MemoryJobStore, RedisJobStore
-from app.routes import _score_job_rows, ops_router, scoring_router
+from app.routes import _score_job_rows, admin_router, ops_router, scoring_router
 from app.scoring import ScoringService
 from app.settings import Settings, get_settings
 
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
     app.state.draining = False
     app.include_router(scoring_router)
     app.include_router(ops_router)
+    app.include_router(admin_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.exception_handler(ScoringError)

@@ -25,7 +25,7 @@ from app.onnx_parts import (
     pad,
     softmax,
 )
-from app.registry import Artifacts, ItemSpec, load_artifacts
+from app.registry import Artifacts, ItemSpec, item_spec, load_artifacts
 from app.settings import Settings
 
 log = logging.getLogger("scorer.engine")
@@ -119,6 +119,29 @@ class OnnxBackend:
     @property
     def trunk_is_fp32(self) -> bool:
         return self.artifacts.int8_path is None or self.settings.precision == "fp32"
+
+    def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
+        """Re-read the manifest; load and verify the item's new (or previous) head, then swap it in.
+
+        Requests already holding the old version finish with it; the swap is one dict assignment."""
+        fresh = load_artifacts(self.artifacts.root)
+        if rollback:
+            current = self.artifacts.items.get(item_id)
+            history = fresh.manifest.get("history", {}).get(item_id, [])
+            older = [entry for entry in history if current is None or entry["version"] != current.version]
+            if not older:
+                raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
+            spec = item_spec(self.artifacts.root, item_id, older[0])
+        elif item_id in fresh.items:
+            spec = fresh.items[item_id]
+        else:
+            raise UnknownItem(f"item {item_id!r} is not in the export manifest")
+        if fresh.manifest["trunk"]["sha256"] != self.artifacts.manifest["trunk"]["sha256"]:
+            raise ItemUnavailable("the trunk changed on disk; restart the service to pick it up")
+        self.cache.get(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
+        self.artifacts.items[item_id] = spec
+        log.info("item %s now serves %s", item_id, spec.version)
+        return spec
 
     def warm_up(self) -> None:
         ids, mask = pad([row for row, _ in self.encoder.encode(["warm up the trunk"] * 4)])

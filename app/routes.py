@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.backend import Outcome, Scored
-from app.deps import BackendDep, JobsDep, ScoringDep, SettingsDep, require_key
+from app.deps import BackendDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
 from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
 from app.registry import ITEM_ID
 from app.schemas import (
@@ -28,6 +29,7 @@ from app.schemas import (
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 413, 422, 429, 503)}
 ItemId = Path(max_length=200, description="item slug: [a-z0-9][a-z0-9_-]{0,63}")
 scoring_router = APIRouter(dependencies=[Depends(require_key)], responses=ERRORS)
+admin_router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses=ERRORS)
 ops_router = APIRouter()
 
 
@@ -135,3 +137,21 @@ async def ready(request: Request) -> JSONResponse:
     if request.app.state.backend.ready and not request.app.state.draining:
         return JSONResponse({"status": "ready"})
     return JSONResponse(error_body(NotReady("not ready")), status_code=503)
+
+
+@admin_router.post("/items/{item_id}/reload", response_model=ItemInfo)
+async def reload_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+    """Pick up a newly exported version without restart; the old one answers until the new one is verified."""
+    if not ITEM_ID.match(item_id):
+        raise UnknownItem("unknown item")
+    await asyncio.to_thread(backend.reload, item_id)
+    return _item_info(backend, item_id)
+
+
+@admin_router.post("/items/{item_id}/rollback", response_model=ItemInfo)
+async def rollback_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+    """Return the item to its previous exported version."""
+    if not ITEM_ID.match(item_id) or item_id not in backend.items():
+        raise UnknownItem("unknown item")
+    await asyncio.to_thread(backend.reload, item_id, True)
+    return _item_info(backend, item_id)

@@ -158,6 +158,15 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
             continue
         manifest["items"][item_id] = _export_item(record, backbone, weights, tokenizer, trunk, shared_head,
                                                   item_key, options)
+        # Earlier exported versions stay listed (and their files stay) so the service can roll back.
+        history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
+        if previous and previous.get("version") != record.version:
+            history = [previous, *[h for h in history if h["version"] != previous["version"]]]
+        if history:
+            manifest.setdefault("history", {})[item_id] = history[:5]
+    for item_id, history in old.get("history", {}).items():
+        if item_id in manifest["items"] and item_id not in manifest.get("history", {}):
+            manifest.setdefault("history", {})[item_id] = history
     if options.int8:
         _int8_variant(manifest, out, tokenizer, options)
     elif "int8" in old and (out / "trunk.int8.onnx").is_file() and old.get("trunk", {}).get("key") == trunk_key:

@@ -187,3 +187,17 @@ def test_metrics_labels_stay_bounded(client: TestClient) -> None:
     text = client.get("/metrics/").text
     assert "random-" not in text and "canary" not in text
     assert _not_found_count(text) - before == 30
+
+
+def test_admin_reload_and_rollback_need_an_admin_key() -> None:
+    settings = {"api_keys_sha256": [key_digest("score-key")], "admin_keys_sha256": [key_digest("admin-key")]}
+    with make_client(**settings) as client:
+        scorer, admin = {"Authorization": "Bearer score-key"}, {"Authorization": "Bearer admin-key"}
+        assert_error(client.post("/admin/items/item-a/reload"), 401, "unauthorized")
+        assert_error(client.post("/admin/items/item-a/reload", headers=scorer), 403, "forbidden")
+        reloaded = client.post("/admin/items/item-a/reload", headers=admin).json()
+        assert reloaded["adapter_version"] == "v2"
+        scored = client.post("/score/item-a", json={"answer": "x"}, headers=scorer).json()
+        assert scored["adapter_version"] == "v2"
+        assert client.post("/admin/items/item-a/rollback", headers=admin).json()["adapter_version"] == "v1"
+        assert_error(client.post("/admin/items/nope/reload", headers=admin), 404, "unknown_item")
