@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,11 +58,16 @@ class ExportOptions:
     threads: int = 2
     data_root: Path | None = None
     backbone: str | None = None  # a local HF folder instead of the registered name (tests)
+    # Validation/test answers of items whose data is not the ASAP set: item -> split -> (texts, 0-based labels)
+    item_texts: dict[str, dict[str, tuple[list[str], list[int]]]] = field(default_factory=dict)
     log: Callable[[str], None] = print
 
 
-def _item_texts(record: AdapterRecord, data_root: Path | None) -> dict[str, tuple[list[str], list[int]]]:
+def _item_texts(record: AdapterRecord, options: ExportOptions) -> dict[str, tuple[list[str], list[int]]]:
     """Validation + test answers of the item where its data is at hand (ASAP items: the shared data set)."""
+    if record.item_id in options.item_texts:
+        return options.item_texts[record.item_id]
+    data_root = options.data_root
     if record.item_id not in ASAP_ITEMS:
         return {}
     try:
@@ -225,7 +230,7 @@ def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any
         head = MergedHead(path, options.threads)
 
     thresholds = config["decoding"]["thresholds"]
-    texts = _item_texts(record, options.data_root)
+    texts = _item_texts(record, options)
     prefix = backbone.spec.text_prefix
     checked: dict[str, Any] = {}
     worst = 0.0
@@ -283,7 +288,7 @@ def _int8_variant(manifest: dict[str, Any], out: Path, tokenizer: Any, options: 
     changes: dict[str, float] = {}
     for item_id, entry in manifest["items"].items():
         record = load_record(options.adapters / item_id / entry["version"])
-        texts = _item_texts(record, options.data_root)
+        texts = _item_texts(record, options)
         if "test" not in texts:
             continue
         head: HeadRunner = (AdapterHead(shared, out / entry["file"]) if shared is not None

@@ -95,6 +95,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_item(args: argparse.Namespace) -> int:
+    from training.add_item import add_item
+    from training.data import Columns, ScoreRange
+    from training.pipeline import QualityRefused
+
+    score_range = ScoreRange.parse(args.score_range) if args.score_range else None
+    columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
+    try:
+        summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
+                           _config(args, TrainConfig()), args.min_qwk, columns, args.backbone)
+    except QualityRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(summary, indent=2))
+    print(f"{args.item} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
+          f"up with POST /admin/items/{args.item}/reload")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from training.report import write_report
 
@@ -132,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
+    add = sub.add_parser("add-item", help="train, evaluate and export a new item from a scored file")
+    add.add_argument("--item", required=True, help="item id (slug: a-z, 0-9, '-', '_')")
+    add.add_argument("--data", required=True, help="CSV, TSV or JSONL with answer text and integer score")
+    add.add_argument("--score-range", default=None, help="e.g. 0-3 (default: the file's min-max)")
+    add.add_argument("--text-column", default="answer")
+    add.add_argument("--score-column", default="score")
+    add.add_argument("--split-column", default="split", help="optional train/validation/test column")
+    add.add_argument("--min-qwk", type=float, default=0.5, help="refuse versions whose test QWK is below this")
+    add.add_argument("--adapters", default=str(ADAPTERS))
+    add.add_argument("--out", default=str(REPO / "build" / "onnx"), help="artifact folder to export into")
+    add.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    _add_train_options(add)
+    add.set_defaults(func=cmd_add_item)
+
     report = sub.add_parser("report", help="markdown + plots of accuracy")
     report.add_argument("--adapters", default=str(ADAPTERS))
     report.add_argument("--full", default=str(REPORTS / "full_ft"))
@@ -147,6 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (DataError, BackboneError) as exc:
+    except (DataError, BackboneError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,10 @@ from training.encoder import adapter_state, build_model, load_backbone_weights
 from training.tokenize import encode_texts, load_tokenizer
 from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
 
+class QualityRefused(RuntimeError):
+    """A newly trained version did not reach the quality floor; nothing was written."""
+
+
 REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
 REVIEW_DEFAULT = 0.6
 
@@ -76,7 +80,7 @@ def run_training(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig
 
 def train_adapter(
     item: ItemData, root: Path, config: TrainConfig, backbone_name: str = "minilm-en",
-    force: bool = False, human_qwk: float | None = None,
+    force: bool = False, human_qwk: float | None = None, min_test_qwk: float | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Train and save a new version unless the current one was made from the same data and settings.
 
@@ -87,6 +91,10 @@ def train_adapter(
     if existing and existing.config.get("fingerprint") == fingerprint and not force:
         return existing.config, False
     result = run_training(item, backbone, config, item.item_id)
+    test_qwk = float(result.metrics["test"]["qwk"])  # type: ignore[arg-type]
+    if min_test_qwk is not None and test_qwk < min_test_qwk:
+        raise QualityRefused(f"{item.item_id}: test QWK {test_qwk:.3f} is below the floor {min_test_qwk:.3f}; "
+                             "the current version stays")
     model = result.model
     data = encode_item(item, backbone)
     source = FeatureSource(model, data["validation"][0], cache_trunk=False, batch_size=config.batch_size)
