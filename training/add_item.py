@@ -10,6 +10,8 @@ from training.data import Columns, DataError, ItemData, ScoreRange, item_from_ro
 from training.pipeline import train_adapter
 from training.trainer import TrainConfig
 
+DEFAULT_COLUMNS = Columns()
+
 
 def load_item_file(path: Path, item_id: str, score_range: ScoreRange | None, columns: Columns) -> ItemData:
     """The whole file is one item; its scores must fit the declared range (or define it when none is given)."""
@@ -25,7 +27,7 @@ def load_item_file(path: Path, item_id: str, score_range: ScoreRange | None, col
 
 
 def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
-             config: TrainConfig, min_test_qwk: float, columns: Columns = Columns(),
+             config: TrainConfig, min_test_qwk: float, columns: Columns = DEFAULT_COLUMNS,
              backbone: str = "minilm-en") -> dict[str, object]:
     """Validate, split, train, evaluate, write adapters/<id>/vN and export its head. Returns a summary."""
     from export.pipeline import ExportOptions, export_all

@@ -26,6 +26,7 @@ from training.encoder import adapter_state, build_model, load_backbone_weights
 from training.tokenize import encode_texts, load_tokenizer
 from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
 
+
 class QualityRefused(RuntimeError):
     """A newly trained version did not reach the quality floor; nothing was written."""
 

@@ -63,6 +63,6 @@ def test_bad_item_id_and_bad_file(tiny_backbone: Path, tmp_path: Path) -> None:
         add_item("../etc", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone))
     bad = tmp_path / "bad.csv"
     bad.write_text("answer,score\nfine,1\nnot fine,9\n")
-    with pytest.raises(DataError, match="row 3.*outside the declared range"):
+    with pytest.raises(DataError, match=r"row 3.*outside the declared range"):
         add_item("ok-id", bad, ScoreRange(0, 3), tmp_path / "a", tmp_path / "o", FAST, -1.0,
                  backbone=str(tiny_backbone))
