@@ -35,8 +35,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check training export app tests
-	$(BIN)/mypy training export app
+	$(BIN)/ruff check training export app bench tests
+	$(BIN)/mypy training export app bench
 
 train: $(STAMP)
 	$(BIN)/python -m training train --items all

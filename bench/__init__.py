@@ -1,0 +1,1 @@
+"""Benchmarks and end-to-end checks against a running service."""

@@ -1,0 +1,58 @@
+"""Score every ASAP test answer through a running service's POST /batch (mixed items per request) and
+compare each item's QWK with the exporter's figure. `python -m bench.qwk_over_http --url http://127.0.0.1:8000`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from training.asap import ASAP_ITEMS, load_asap_item
+from training.metrics import quadratic_weighted_kappa
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--artifacts", default="build/onnx", type=Path)
+    parser.add_argument("--rows-per-request", type=int, default=500)
+    parser.add_argument("--out", default="bench/results/qwk_over_http.json", type=Path)
+    args = parser.parse_args(argv)
+    manifest = json.loads((args.artifacts / "manifest.json").read_text())
+    rows, truth = [], {}
+    for item_id in ASAP_ITEMS:
+        item = load_asap_item(item_id)
+        truth[item_id] = [score for _, score in item.test]
+        rows += [{"id": f"{item_id}:{n}", "item_id": item_id, "answer": text} for n, (text, _) in enumerate(item.test)]
+    rows.sort(key=lambda row: hash(row["id"]) % 997)  # interleave items, as a class set would
+    started = time.perf_counter()
+    results: dict[str, int] = {}
+    with httpx.Client(timeout=300) as http:
+        for start in range(0, len(rows), args.rows_per_request):
+            body = {"answers": rows[start : start + args.rows_per_request]}
+            for result in http.post(f"{args.url}/batch", json=body).json()["results"]:
+                results[result["id"]] = result["score"]
+    seconds = time.perf_counter() - started
+    per_item: dict[str, dict[str, float]] = {}
+    report: dict[str, object] = {"answers": len(rows), "seconds": round(seconds, 2),
+                                 "answers_per_second": round(len(rows) / seconds, 1), "items": per_item}
+    ok = True
+    for item_id, scores in truth.items():
+        predicted = [results[f"{item_id}:{n}"] for n in range(len(scores))]
+        qwk = quadratic_weighted_kappa(scores, predicted, manifest["items"][item_id]["labels"])
+        exported = manifest["items"][item_id]["qwk"]["test"]["qwk_onnx"]
+        per_item[item_id] = {"qwk_http": qwk, "qwk_export": exported}
+        ok &= abs(qwk - exported) < 1e-9
+    report["all_match"] = ok
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
