@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.main import create_app
 from app.security import is_loopback
@@ -30,9 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("no API keys configured: serving without authentication on loopback %s only",
                     settings.host)
     # One worker process: the trunk and the head cache are per process; scale out with replicas.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=30, access_log=False)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=30, access_log=False)
+    DrainingServer(config, app).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT readiness turns 503 at once; uvicorn then finishes the requests in flight."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.scoring_app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.scoring_app.state.draining = True
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

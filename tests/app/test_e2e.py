@@ -72,3 +72,33 @@ def test_refuses_public_bind_without_keys(tiny_artifacts: Path, tmp_path: Path) 
     env = {**os.environ, "SCORER_ARTIFACTS": str(tiny_artifacts), "SCORER_HOST": "0.0.0.0"}
     done = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, timeout=60, text=True)
     assert done.returncode == 2 and "without API keys" in done.stderr
+
+
+def test_sigterm_finishes_requests_in_flight(tiny_artifacts: Path, tmp_path: Path) -> None:
+    import signal
+    import threading
+    import time
+
+    server = Server({"SCORER_ARTIFACTS": str(tiny_artifacts), "SCORER_DUPLICATE_CACHE_ENTRIES": "0",
+                     "SCORER_MAX_ANSWERS_PER_REQUEST": "8000", "SCORER_MAX_BODY_BYTES": "20000000",
+                     "SCORER_MAX_QUEUE_ROWS": "10000"},
+                    tmp_path / "server.log")
+    server.wait_ready()
+    answers = [f"answer {n} " + "about acid rain and marble " * (n % 20) for n in range(8000)]
+    outcome: dict[str, object] = {}
+    finished: list[float] = []
+
+    def big_request() -> None:
+        response = httpx.post(f"{server.url}/score/item-a", json={"answers": answers}, timeout=60)
+        outcome["status"], outcome["count"] = response.status_code, len(response.json()["results"])
+        finished.append(time.perf_counter())
+
+    thread = threading.Thread(target=big_request)
+    thread.start()
+    time.sleep(0.3)  # the request is in flight
+    server.process.send_signal(signal.SIGTERM)
+    signalled = time.perf_counter()
+    thread.join(timeout=60)
+    assert finished and finished[0] > signalled  # it really was in flight when the signal came
+    assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal on exit
+    assert outcome == {"status": 200, "count": 8000}
