@@ -36,19 +36,15 @@ class HeadCache:
     def get(self, spec: ItemSpec) -> HeadRunner:
         key = spec.key
         with self._lock:
-            head = self._heads.get(key)
+            head = self._hit(key)
             if head is not None:
-                self._heads.move_to_end(key)
-                metrics.CACHE_EVENTS.labels("hit").inc()
                 return head
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # single flight: the first caller loads, the rest find it cached
             with self._lock:
-                head = self._heads.get(key)
-                if head is not None:
-                    self._heads.move_to_end(key)
-                    metrics.CACHE_EVENTS.labels("hit").inc()
-                    return head
+                head = self._hit(key)
+            if head is not None:
+                return head
             metrics.CACHE_EVENTS.labels("miss").inc()
             started = time.perf_counter()
             try:
@@ -59,6 +55,14 @@ class HeadCache:
             metrics.TASK_SWITCH_SECONDS.labels(spec.item_id).observe(time.perf_counter() - started)
             self._insert(key, head)
             return head
+
+    def _hit(self, key: tuple[str, str]) -> HeadRunner | None:
+        """Caller holds the lock."""
+        head = self._heads.get(key)
+        if head is not None:
+            self._heads.move_to_end(key)
+            metrics.CACHE_EVENTS.labels("hit").inc()
+        return head
 
     def _insert(self, key: tuple[str, str], head: HeadRunner) -> None:
         with self._lock:
