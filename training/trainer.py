@@ -109,9 +109,8 @@ class FeatureSource:
                         self.cached[index] = hidden[row, : self.lengths[index]].clone()
 
     def logits(self, model: ScoringModel, batch: list[int]) -> Tensor:
-        _, mask = _pad([self.ids[i] for i in batch])
+        input_ids, mask = _pad([self.ids[i] for i in batch])
         if self.cached is None:
-            input_ids, mask = _pad([self.ids[i] for i in batch])
             return model(input_ids, mask)
         hidden = torch.nn.utils.rnn.pad_sequence([self.cached[i] for i in batch], batch_first=True)
         return model.head(hidden, mask)
