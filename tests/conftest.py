@@ -83,7 +83,9 @@ def redis_url() -> object:
 class Server:
     """A real uvicorn process serving the app; its log is kept for inspection."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, python: Path | None = None,
+                 cwd: Path = REPO) -> None:
+        """`python`/`cwd`: another interpreter (e.g. a serving-only venv) and where it imports `app` from."""
         import os
         import subprocess
         import sys
@@ -92,7 +94,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, **env, "SCORER_HOST": "127.0.0.1", "SCORER_PORT": str(self.port)}
-        self.process = subprocess.Popen([sys.executable, "-m", "app"], env=full_env, cwd=REPO,
+        self.process = subprocess.Popen([str(python or sys.executable), "-m", "app"], env=full_env, cwd=cwd,
                                         stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
