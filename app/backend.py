@@ -41,3 +41,7 @@ class Backend(Protocol):
     def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
         """Swap in the item's newest (or, with rollback, previous) exported version after verifying it."""
         ...
+
+    def activate(self, item_id: str, version: str) -> ItemSpec:
+        """Swap in exactly this exported version (current or from history) after verifying it."""
+        ...

@@ -41,6 +41,13 @@ class FakeBackend:
         self._items[item_id] = fake_spec(item_id, len(spec.labels), f"v{number}")
         return self._items[item_id]
 
+    def activate(self, item_id: str, version: str) -> ItemSpec:
+        spec = self._items.get(item_id)
+        if spec is None:
+            raise UnknownItem(f"unknown item {item_id!r}")
+        self._items[item_id] = fake_spec(item_id, len(spec.labels), version)
+        return self._items[item_id]
+
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
         self.calls.append(len(rows))
         outcomes: list[Outcome] = []

@@ -25,6 +25,7 @@ from app.jobs import JobRunner, JobStore, MemoryJobStore, RedisJobStore
 from app.routes import _score_job_rows, admin_router, ops_router, scoring_router
 from app.scoring import ScoringService
 from app.settings import Settings, get_settings
+from app.version_sync import VersionSync
 
 log = logging.getLogger("scorer")
 BackendFactory = Callable[[Settings], Backend]
@@ -111,11 +112,18 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         app.state.scoring = ScoringService(backend, batcher, duplicates, settings)
         app.state.jobs = JobRunner(store, lambda rows: _score_job_rows(app.state.scoring, rows))
         await asyncio.to_thread(backend.warm_up)
+        # Redis mode: adopt the versions other replicas switched to, and follow their later switches.
+        versions = VersionSync(redis, backend, settings.version_resync_s) if redis else None
+        if versions is not None:
+            await versions.start()
+        app.state.version_sync = versions
         log.info("ready: %d items, redis %s", len(backend.items()), "on" if redis else "off (in-process)")
         try:
             yield
         finally:
             app.state.draining = True  # readiness goes 503 first; uvicorn drains in-flight requests
+            if versions is not None:
+                await versions.stop()
             await app.state.jobs.stop()
             await batcher.stop()
             if redis is not None:
@@ -126,6 +134,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
                               "LoRA module per item.")
     app.state.settings = settings
     app.state.draining = False
+    app.state.version_sync = None
     app.include_router(scoring_router)
     app.include_router(ops_router)
     app.include_router(admin_router)

@@ -136,11 +136,25 @@ class OnnxBackend:
             spec = fresh.items[item_id]
         else:
             raise UnknownItem(f"item {item_id!r} is not in the export manifest")
+        return self._swap_in(fresh, spec)
+
+    def activate(self, item_id: str, version: str) -> ItemSpec:
+        """Serve exactly `version` (current or in the manifest's history): another replica switched to it."""
+        fresh = load_artifacts(self.artifacts.root)
+        current = fresh.items.get(item_id)
+        if current is not None and current.version == version:
+            return self._swap_in(fresh, current)
+        for entry in fresh.manifest.get("history", {}).get(item_id, []):
+            if str(entry["version"]) == version:
+                return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, entry))
+        raise UnknownItem(f"item {item_id!r} has no exported version {version!r}")
+
+    def _swap_in(self, fresh: Artifacts, spec: ItemSpec) -> ItemSpec:
         if fresh.manifest["trunk"]["sha256"] != self.artifacts.manifest["trunk"]["sha256"]:
             raise ItemUnavailable("the trunk changed on disk; restart the service to pick it up")
         self.cache.get(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
-        self.artifacts.items[item_id] = spec
-        log.info("item %s now serves %s", item_id, spec.version)
+        self.artifacts.items[spec.item_id] = spec
+        log.info("item %s now serves %s", spec.item_id, spec.version)
         return spec
 
     def warm_up(self) -> None:

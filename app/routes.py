@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from app.backend import Outcome, Scored
 from app.deps import BackendDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
 from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
-from app.registry import ITEM_ID
+from app.registry import ITEM_ID, ItemSpec
 from app.schemas import (
     BatchRequest,
     BatchResponse,
@@ -25,6 +25,7 @@ from app.schemas import (
     ScoreResult,
     ScoreResults,
 )
+from app.version_sync import VersionSync
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 413, 422, 429, 503)}
 ItemId = Path(max_length=200, description="item slug: [a-z0-9][a-z0-9_-]{0,63}")
@@ -139,19 +140,28 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(error_body(NotReady("not ready")), status_code=503)
 
 
+async def _announce(request: Request, spec: ItemSpec) -> None:
+    """Redis mode: the other replicas switch to the same version (app/version_sync.py)."""
+    versions: VersionSync | None = request.app.state.version_sync
+    if versions is not None:
+        await versions.announce(spec.item_id, spec.version)
+
+
 @admin_router.post("/items/{item_id}/reload", response_model=ItemInfo)
-async def reload_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
-    """Pick up a newly exported version without restart; the old one answers until the new one is verified."""
+async def reload_item(request: Request, backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+    """Pick up a newly exported version without restart; the old one answers until the new one is verified.
+
+    With Redis, every other replica switches to the same version within about a second."""
     if not ITEM_ID.match(item_id):
         raise UnknownItem("unknown item")
-    await asyncio.to_thread(backend.reload, item_id)
+    await _announce(request, await asyncio.to_thread(backend.reload, item_id))
     return _item_info(backend, item_id)
 
 
 @admin_router.post("/items/{item_id}/rollback", response_model=ItemInfo)
-async def rollback_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
-    """Return the item to its previous exported version."""
+async def rollback_item(request: Request, backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+    """Return the item to its previous exported version (on every replica, with Redis)."""
     if not ITEM_ID.match(item_id) or item_id not in backend.items():
         raise UnknownItem("unknown item")
-    await asyncio.to_thread(backend.reload, item_id, True)
+    await _announce(request, await asyncio.to_thread(backend.reload, item_id, True))
     return _item_info(backend, item_id)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     duplicate_cache_entries: int = Field(50_000, ge=0)  # in-process LRU size; 0 disables
     duplicate_cache_ttl_s: int = Field(24 * 3600, gt=0)  # Redis TTL
     job_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    # Redis mode: replicas also re-read the shared item versions this often (pub/sub can miss messages).
+    version_resync_s: float = Field(30.0, gt=0)
     review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
