@@ -1,4 +1,4 @@
-"""The exporter's manifest, read once: which items exist, their versions, files and decoding rules."""
+"""The exporter's manifest, read once: which trunks and items exist, their versions, files and decoding rules."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class ItemSpec:
     model_card: dict[str, Any] = field(default_factory=dict)
     golden_texts: list[str] = field(default_factory=list)
     golden_logits: list[list[float]] = field(default_factory=list)
+    backbone: str = ""  # the backbone it was trained on; it runs on that backbone's trunk only
+    backbone_sha256: str = ""  # that backbone's weights when it was trained
 
     @property
     def key(self) -> tuple[str, str]:
@@ -32,10 +34,51 @@ class ItemSpec:
 
 
 @dataclass(frozen=True)
+class BackboneFiles:
+    """One backbone's trunk (and int8 variant), tokenizer and shared head graph."""
+
+    name: str
+    weights_sha256: str
+    trunk_path: Path
+    trunk_sha256: str
+    tokenizer_path: Path
+    adapter_head_path: Path | None
+    int8_path: Path | None  # only where the export allowed it
+    max_length: int
+    text_prefix: str
+
+
+def backbone_entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Format 2 lists every backbone; format 1 has one, described by its top-level keys."""
+    if "backbones" in manifest:
+        entries: dict[str, dict[str, Any]] = manifest["backbones"]
+        return entries
+    keys = ("backbone", "trunk", "tokenizer", "adapter_head", "int8")
+    single: dict[str, Any] = {key: manifest[key] for key in keys if key in manifest}
+    return {str(manifest["backbone"]["name"]): single}
+
+
+def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
+    head, int8 = entry.get("adapter_head"), entry.get("int8")
+    return BackboneFiles(
+        name=str(entry["backbone"]["name"]),
+        weights_sha256=str(entry["backbone"]["weights_sha256"]),
+        trunk_path=root / str(entry["trunk"]["file"]),
+        trunk_sha256=str(entry["trunk"]["sha256"]),
+        tokenizer_path=root / str(entry["tokenizer"]["file"]),
+        adapter_head_path=root / str(head["file"]) if head else None,
+        int8_path=root / str(int8["file"]) if int8 and int8.get("allowed") else None,
+        max_length=int(entry["backbone"]["max_length"]),
+        text_prefix=str(entry["backbone"].get("text_prefix", "")),
+    )
+
+
+@dataclass(frozen=True)
 class Artifacts:
     root: Path
     manifest: dict[str, Any]
     items: dict[str, ItemSpec]
+    backbones: dict[str, BackboneFiles] = field(default_factory=dict)
 
     @property
     def trunk_path(self) -> Path:
@@ -64,7 +107,8 @@ class Artifacts:
         return str(self.manifest["backbone"].get("text_prefix", ""))
 
 
-def item_spec(root: Path, item_id: str, entry: dict[str, Any]) -> ItemSpec:
+def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> ItemSpec:
+    """manifest: only needed for format-1 entries, which do not name their backbone."""
     if not ITEM_ID.match(item_id):
         raise ValueError(f"manifest item id {item_id!r} is not a slug")
     return ItemSpec(
@@ -80,6 +124,9 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any]) -> ItemSpec:
         model_card=dict(entry.get("model_card", {})),
         golden_texts=list(entry.get("golden", {}).get("texts", [])),
         golden_logits=list(entry.get("golden", {}).get("logits", [])),
+        backbone=str(entry.get("backbone") or (manifest or {}).get("backbone", {}).get("name", "")),
+        backbone_sha256=str(entry.get("backbone_sha256")
+                            or (manifest or {}).get("backbone", {}).get("weights_sha256", "")),
     )
 
 
@@ -88,5 +135,6 @@ def load_artifacts(root: Path) -> Artifacts:
     if not path.is_file():
         raise FileNotFoundError(f"no export manifest at {path}; run `python -m export` (or `make export`)")
     manifest: dict[str, Any] = json.loads(path.read_text())
-    items = {item_id: item_spec(root, item_id, entry) for item_id, entry in manifest["items"].items()}
-    return Artifacts(root, manifest, items)
+    items = {item_id: item_spec(root, item_id, entry, manifest) for item_id, entry in manifest["items"].items()}
+    backbones = {name: backbone_files(root, entry) for name, entry in backbone_entries(manifest).items()}
+    return Artifacts(root, manifest, items, backbones)

@@ -1,10 +1,12 @@
 """Build (incrementally) and validate the artifact folder the service loads.
 
-Layout of the output folder:
+Layout of the output folder (one trunk per backbone; the primary backbone's files sit at the top, as
+in the single-backbone format 1, so format-1 readers still find them):
   manifest.json                 what is here, with hashes, input names, validation figures
-  tokenizer.json                the training tokenizer with its truncation
-  trunk.onnx [trunk.int8.onnx]  embeddings + layers below S, shared by every item
-  head_adapter-<key>.onnx       the shared head graph (LoRA + classifier as inputs), format ort-adapter
+  tokenizer.json                the primary backbone's training tokenizer with its truncation
+  trunk.onnx [trunk.int8.onnx]  its embeddings + layers below S, shared by every item of that backbone
+  backbones/<name>/...          the same three files for every further backbone
+  head_adapter-<key>.onnx       a shared head graph per backbone (LoRA + classifier as inputs), ort-adapter
   items/<id>/<ver>.onnx_adapter per-item tensors for the shared head graph (~0.1-1 MB)
   items/<id>/<ver>.onnx         per-item merged head graph, format merged
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,12 +38,13 @@ from export.validate import (
 )
 from training.artifacts import AdapterRecord, load_record, read_manifest
 from training.asap import ASAP_ITEMS, load_asap_item
-from training.backbones import ResolvedBackbone, file_sha256, resolve_backbone
+from training.backbones import DEFAULT_BACKBONE, ResolvedBackbone, file_sha256, resolve_backbone
 from training.encoder import attach_lora, build_model, load_adapter_state, load_backbone_weights, merge_lora
 from training.tokenize import encode_texts, load_tokenizer
 
 HeadFormat = Literal["ort-adapter", "merged"]
 EXPORTER_VERSION = 1
+MANIFEST_FORMAT = 2  # 2: "backbones" lists every trunk; the top-level trunk keys mirror the primary one
 GOLDEN_COUNT = 8
 INT8_MAX_MEAN_QWK_DROP = 0.005
 
@@ -68,10 +72,11 @@ def _item_texts(record: AdapterRecord, options: ExportOptions) -> dict[str, tupl
     if record.item_id in options.item_texts:
         return options.item_texts[record.item_id]
     data_root = options.data_root
-    if record.item_id not in ASAP_ITEMS:
+    source_item = str(record.config.get("source_item", record.item_id))  # asap-01-e5 -> asap-01
+    if source_item not in ASAP_ITEMS:
         return {}
     try:
-        item = load_asap_item(record.item_id, data_root)
+        item = load_asap_item(source_item, data_root)
     except Exception:  # data set not on this machine (e.g. a Docker build): golden answers only
         return {}
     low = item.score_range.low
@@ -99,6 +104,20 @@ def _check_backbone(record: AdapterRecord, backbone: ResolvedBackbone) -> None:
         )
 
 
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "backbone"
+
+
+def _old_backbone_entry(old: dict[str, Any], name: str) -> dict[str, Any]:
+    """The previous export's entry for this backbone (a format-1 manifest holds one, at the top level)."""
+    if "backbones" in old:
+        entry: dict[str, Any] = old["backbones"].get(name, {})
+        return entry
+    if old.get("backbone", {}).get("name") == name:
+        return {key: old[key] for key in ("backbone", "trunk", "tokenizer", "adapter_head", "int8") if key in old}
+    return {}
+
+
 def export_all(options: ExportOptions) -> dict[str, Any]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -109,82 +128,108 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
         raise ValidationError(f"no adapters listed in {options.adapters / 'manifest.json'}")
     records = {item_id: load_record(options.adapters / item_id / entry["current"])
                for item_id, entry in sorted(adapters.items())}
-    backbone_names = {r.config["backbone"]["name"] for r in records.values()}
-    splits = {r.config["split_layer"] for r in records.values()}
-    if len(backbone_names) != 1 or len(splits) != 1:
-        raise ValidationError(f"items must share one backbone and split layer; found {backbone_names}, {splits}")
-    backbone = resolve_backbone(options.backbone or backbone_names.pop())
-    split_layer = splits.pop()
-    for record in records.values():
-        _check_backbone(record, backbone)
-    weights = load_backbone_weights(backbone.path)
-    max_length = backbone.spec.max_length
+    groups: dict[str, dict[str, AdapterRecord]] = {}
+    for item_id, record in records.items():
+        groups.setdefault(record.config["backbone"]["name"], {})[item_id] = record
+    if options.backbone is not None and len(groups) > 1:
+        raise ValidationError(f"a backbone folder override needs items of one backbone; found {sorted(groups)}")
+    primary = DEFAULT_BACKBONE if DEFAULT_BACKBONE in groups else sorted(groups)[0]
 
     manifest: dict[str, Any] = {
-        "format": 1, "exporter_version": EXPORTER_VERSION, "opset": graphs.OPSET,
-        "backbone": {**backbone.describe(), "split_layer": split_layer, "max_length": max_length,
-                     "text_prefix": backbone.spec.text_prefix, "hidden": weights[0].hidden},
+        "format": MANIFEST_FORMAT, "exporter_version": EXPORTER_VERSION, "opset": graphs.OPSET,
         "inputs": {"trunk": graphs.TRUNK_INPUTS, "head": graphs.HEAD_INPUTS},
         "dtypes": {"input_ids": "int64", "attention_mask": "int64", "hidden_states": "float32",
                    "logits": "float32"},
-        "items": {},
+        "primary_backbone": primary, "backbones": {}, "items": {},
     }
-    trunk_key = _key({"backbone": backbone.weights_sha256, "S": split_layer, "max_length": max_length,
-                      "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
-    trunk_path = out / "trunk.onnx"
-    old_trunk = old.get("trunk", {})
-    trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
-    if old_trunk.get("key") == trunk_key and trunk_current:
-        options.log("trunk: current")
-    else:
-        started = time.perf_counter()
-        graphs.export_trunk(build_model(backbone.path, split_layer, 2, backbone=weights), trunk_path)
-        load_tokenizer(backbone.path, max_length).save(str(out / "tokenizer.json"))
-        options.log(f"trunk: exported in {time.perf_counter() - started:.1f} s")
-        old["items"] = {}  # every head depends on the trunk
-    manifest["trunk"] = {"file": "trunk.onnx", "sha256": file_sha256(trunk_path), "key": trunk_key,
-                         "bytes": trunk_path.stat().st_size}
-    manifest["tokenizer"] = {"file": "tokenizer.json", "sha256": file_sha256(out / "tokenizer.json")}
-
-    trunk = load_session(trunk_path, options.threads, arena=True)
-    shared_head: ort.InferenceSession | None = None
-    if options.head_format == "ort-adapter":
-        shared_head = _shared_head(records, backbone, weights, split_layer, out, old, manifest, options)
-
-    tokenizer = load_tokenizer(backbone.path, max_length)
-    for item_id, record in tqdm(records.items(), desc="heads", unit="item"):
-        item_key = _key({"trunk": trunk_key, "format": options.head_format,
-                         "adapter": file_sha256(record.folder / "adapter.safetensors"),
-                         "config": record.config.get("fingerprint"), "version": record.version,
-                         "head_graph": manifest.get("adapter_head", {}).get("key")})
-        previous = old.get("items", {}).get(item_id, {})
-        if previous.get("key") == item_key and (out / previous["file"]).is_file():
-            manifest["items"][item_id] = previous
-            continue
-        manifest["items"][item_id] = _export_item(record, backbone, weights, tokenizer, trunk, shared_head,
-                                                  item_key, options)
-        # Earlier exported versions stay listed (and their files stay) so the service can roll back.
-        history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
-        if previous and previous.get("version") != record.version:
-            history = [previous, *[h for h in history if h["version"] != previous["version"]]]
-        if history:
-            manifest.setdefault("history", {})[item_id] = history[:5]
+    for name in [primary, *sorted(set(groups) - {primary})]:
+        folder = out if name == primary else out / "backbones" / _slug(name)
+        manifest["backbones"][name] = _export_backbone(name, groups[name], folder, old, manifest, options)
+    manifest.update(manifest["backbones"][primary])  # the single-backbone (format 1) view
     for item_id, history in old.get("history", {}).items():
         if item_id in manifest["items"] and item_id not in manifest.get("history", {}):
             manifest.setdefault("history", {})[item_id] = history
-    if options.int8:
-        _int8_variant(manifest, out, tokenizer, options)
-    elif "int8" in old and (out / "trunk.int8.onnx").is_file() and old.get("trunk", {}).get("key") == trunk_key:
-        manifest["int8"] = old["int8"]
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(manifest_path)
     return manifest
 
 
+def _export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, old: dict[str, Any],
+                     manifest: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """One backbone's trunk, tokenizer and shared head graph, and the heads of its items."""
+    out = options.out
+    splits = {r.config["split_layer"] for r in records.values()}
+    if len(splits) != 1:
+        raise ValidationError(f"items of backbone {name} must share one split layer; found {sorted(splits)}")
+    backbone = resolve_backbone(options.backbone or name)
+    split_layer = splits.pop()
+    for record in records.values():
+        _check_backbone(record, backbone)
+    weights = load_backbone_weights(backbone.path)
+    max_length = backbone.spec.max_length
+    old_entry = _old_backbone_entry(old, name)
+    entry: dict[str, Any] = {
+        "backbone": {**backbone.describe(), "name": name, "split_layer": split_layer, "max_length": max_length,
+                     "text_prefix": backbone.spec.text_prefix, "hidden": weights[0].hidden},
+    }
+    trunk_key = _key({"backbone": backbone.weights_sha256, "S": split_layer, "max_length": max_length,
+                      "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+    folder.mkdir(parents=True, exist_ok=True)
+    trunk_path = folder / "trunk.onnx"
+    tokenizer_path = folder / "tokenizer.json"
+    old_trunk = old_entry.get("trunk", {})
+    trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
+    old_items = old.get("items", {})
+    if old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file():
+        options.log(f"{name} trunk: current")
+    else:
+        started = time.perf_counter()
+        graphs.export_trunk(build_model(backbone.path, split_layer, 2, backbone=weights), trunk_path)
+        load_tokenizer(backbone.path, max_length).save(str(tokenizer_path))
+        options.log(f"{name} trunk: exported in {time.perf_counter() - started:.1f} s")
+        old_items = {}  # every head of this backbone depends on its trunk
+    entry["trunk"] = {"file": str(trunk_path.relative_to(out)), "sha256": file_sha256(trunk_path),
+                      "key": trunk_key, "bytes": trunk_path.stat().st_size}
+    entry["tokenizer"] = {"file": str(tokenizer_path.relative_to(out)), "sha256": file_sha256(tokenizer_path)}
+
+    trunk = load_session(trunk_path, options.threads, arena=True)
+    shared_head: ort.InferenceSession | None = None
+    if options.head_format == "ort-adapter":
+        shared_head = _shared_head(records, backbone, weights, split_layer, out, old_entry, entry, options)
+
+    tokenizer = load_tokenizer(backbone.path, max_length)
+    for item_id, record in tqdm(records.items(), desc=f"{name} heads", unit="item"):
+        item_key = _key({"trunk": trunk_key, "format": options.head_format,
+                         "adapter": file_sha256(record.folder / "adapter.safetensors"),
+                         "config": record.config.get("fingerprint"), "version": record.version,
+                         "head_graph": entry.get("adapter_head", {}).get("key")})
+        previous = old_items.get(item_id, {})
+        if previous.get("key") == item_key and (out / previous["file"]).is_file():
+            manifest["items"][item_id] = previous
+            continue
+        manifest["items"][item_id] = {
+            **_export_item(record, backbone, weights, tokenizer, trunk, shared_head, item_key, options),
+            "backbone": name, "backbone_sha256": backbone.weights_sha256,
+        }
+        # Earlier exported versions stay listed (and their files stay) so the service can roll back.
+        history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
+        if previous and previous.get("version") != record.version:
+            history = [previous, *[h for h in history if h["version"] != previous["version"]]]
+        if history:
+            manifest.setdefault("history", {})[item_id] = history[:5]
+    items = {item_id: manifest["items"][item_id] for item_id in records}
+    if options.int8:
+        entry["int8"] = _int8_variant(items, folder, tokenizer, entry, options)
+    elif "int8" in old_entry and (folder / "trunk.int8.onnx").is_file() and old_trunk.get("key") == trunk_key:
+        entry["int8"] = old_entry["int8"]
+    return entry
+
+
 def _shared_head(records: dict[str, AdapterRecord], backbone: ResolvedBackbone, weights: Any, split_layer: int,
                  out: Path, old: dict[str, Any], manifest: dict[str, Any], options: ExportOptions
                  ) -> ort.InferenceSession:
+    """old/manifest: the previous and the new entry of this backbone."""
     shapes = {(r.config["train"]["targets"], r.config["train"]["rank"]) for r in records.values()}
     if len(shapes) != 1:
         raise ValidationError(f"ort-adapter format needs one LoRA layout for all items; found {shapes}")
@@ -275,35 +320,37 @@ def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any
     }
 
 
-def _int8_variant(manifest: dict[str, Any], out: Path, tokenizer: Any, options: ExportOptions) -> None:
+def _int8_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any, entry: dict[str, Any],
+                  options: ExportOptions) -> dict[str, Any]:
     """Dynamic per-channel int8 trunk; its test-QWK change per item decides whether serving may use it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = out / "trunk.int8.onnx"
-    quantize_dynamic(str(out / "trunk.onnx"), str(path), per_channel=True, weight_type=QuantType.QInt8)
+    out = options.out
+    path = folder / "trunk.int8.onnx"
+    quantize_dynamic(str(folder / "trunk.onnx"), str(path), per_channel=True, weight_type=QuantType.QInt8)
     trunk8 = load_session(path, options.threads, arena=True)
     shared = None
-    if "adapter_head" in manifest:
-        shared = load_session(out / manifest["adapter_head"]["file"], options.threads, arena=False)
+    if "adapter_head" in entry:
+        shared = load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
     changes: dict[str, float] = {}
-    for item_id, entry in manifest["items"].items():
-        record = load_record(options.adapters / item_id / entry["version"])
+    for item_id, item in items.items():
+        record = load_record(options.adapters / item_id / item["version"])
         texts = _item_texts(record, options)
         if "test" not in texts:
             continue
-        head: HeadRunner = (AdapterHead(shared, out / entry["file"]) if shared is not None
-                            else MergedHead(out / entry["file"], options.threads))
+        head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
+                            else MergedHead(out / item["file"], options.threads))
         answers, truth = texts["test"]
-        rows = encode_texts(tokenizer, answers, manifest["backbone"]["text_prefix"])
-        qwk8 = qwk_of(onnx_logits(trunk8, head, rows), truth, entry["thresholds"])
-        entry["qwk"]["test"]["qwk_int8"] = qwk8
-        changes[item_id] = qwk8 - entry["qwk"]["test"]["qwk_onnx"]
+        rows = encode_texts(tokenizer, answers, entry["backbone"]["text_prefix"])
+        qwk8 = qwk_of(onnx_logits(trunk8, head, rows), truth, item["thresholds"])
+        item["qwk"]["test"]["qwk_int8"] = qwk8
+        changes[item_id] = qwk8 - item["qwk"]["test"]["qwk_onnx"]
     mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")
-    manifest["int8"] = {
-        "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
-        "test_qwk_change": changes, "mean_test_qwk_change": mean_change,
-        "allowed": bool(changes) and -mean_change <= INT8_MAX_MEAN_QWK_DROP,
+    allowed = bool(changes) and -mean_change <= INT8_MAX_MEAN_QWK_DROP
+    options.log(f"{entry['backbone']['name']} int8 trunk: mean test-QWK change {mean_change:+.4f} "
+                f"-> allowed={allowed}")
+    return {
+        "file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "test_qwk_change": changes, "mean_test_qwk_change": mean_change, "allowed": allowed,
         "rule": f"serving may use int8 only when the mean test-QWK drop is <= {INT8_MAX_MEAN_QWK_DROP}",
     }
-    options.log(f"int8 trunk: mean test-QWK change {mean_change:+.4f} -> allowed={manifest['int8']['allowed']}")
-

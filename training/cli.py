@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from training.asap import ASAP_ITEMS, HUMAN_QWK, load_asap_item
-from training.backbones import DEFAULT_BACKBONE, BackboneError
+from training.backbones import DEFAULT_BACKBONE, BackboneError, default_split_layer
 from training.data import DataError
 from training.pipeline import train_adapter, train_full_baseline
 from training.trainer import TrainConfig
@@ -47,8 +47,13 @@ def _items(names: list[str]) -> list[str]:
     return ASAP_ITEMS if names == ["all"] else names
 
 
+def _lora_defaults(args: argparse.Namespace) -> TrainConfig:
+    # The split depends on the backbone's depth (MiniLM 6 layers: S=3; E5 12 layers: S=9).
+    return TrainConfig(split_layer=default_split_layer(args.backbone))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    config = _config(args, TrainConfig())
+    config = _config(args, _lora_defaults(args))
     for item_id in _items(args.items):
         started = time.perf_counter()
         item = load_asap_item(item_id)
@@ -79,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backbone = resolve_backbone(args.backbone)
     for variant in args.variants:
         split, targets, lr = variant.split(":")
-        config = replace(_config(args, TrainConfig()), split_layer=int(split), targets=targets,
+        config = replace(_config(args, _lora_defaults(args)), split_layer=int(split), targets=targets,
                          learning_rate=float(lr))
         for item_id in _items(args.items):
             key = f"{item_id}|S={split}|{targets}|lr={lr}"
@@ -104,7 +109,7 @@ def cmd_add_item(args: argparse.Namespace) -> int:
     columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
     try:
         summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           _config(args, TrainConfig()), args.min_qwk, columns, args.backbone)
+                           _config(args, _lora_defaults(args)), args.min_qwk, columns, args.backbone)
     except QualityRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 3

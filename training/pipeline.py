@@ -19,7 +19,7 @@ from training.artifacts import (
     model_card,
     save_adapter,
 )
-from training.backbones import ResolvedBackbone, resolve_backbone
+from training.backbones import ResolvedBackbone, adapter_key, resolve_backbone
 from training.data import ItemData
 from training.decoding import decode
 from training.encoder import adapter_state, build_model, load_backbone_weights
@@ -87,6 +87,9 @@ def train_adapter(
 
     Returns (config of the current version, whether it was trained now)."""
     backbone = resolve_backbone(backbone_name)
+    # Each backbone's adapter of an item has its own key (asap-01 / asap-01-e5): neither overwrites the other.
+    source_item = item.item_id
+    item = replace(item, item_id=adapter_key(source_item, backbone_name))
     fingerprint = _fingerprint(item, backbone, config)
     existing = current_record(root, item.item_id)
     if existing and existing.config.get("fingerprint") == fingerprint and not force:
@@ -102,6 +105,7 @@ def train_adapter(
     val_probs = predict_proba(model, source, config.batch_size)  # the same probabilities serving will see
     adapter_config = {
         "item_id": item.item_id,
+        "source_item": source_item,  # the data set item (export finds its validation/test answers by it)
         "score_range": {"low": item.score_range.low, "high": item.score_range.high},
         "labels": item.score_range.labels,
         "backbone": backbone.describe(),
@@ -109,6 +113,7 @@ def train_adapter(
         "num_layers": config.split_layer + len(model.head.layers),
         "max_length": backbone.spec.max_length,
         "text_prefix": backbone.spec.text_prefix,
+        "pooling": backbone.spec.pooling,
         "train": config.as_dict(),
         "decoding": {"thresholds": result.thresholds},
         "review_threshold": review_threshold(val_probs, data["validation"][1], result.thresholds),

@@ -75,7 +75,7 @@ def test_export_is_incremental(tiny_adapters: Path, tiny_backbone: Path, tmp_pat
     options = ExportOptions(tiny_adapters, tmp_path, backbone=str(tiny_backbone), log=logged.append)
     second = export_all(options)
     assert (tmp_path / "trunk.onnx").stat().st_mtime_ns == trunk_mtime
-    assert logged == ["trunk: current"]
+    assert logged == [f"{first['primary_backbone']} trunk: current"]
     assert first["items"] == second["items"]
 
 

@@ -1,0 +1,66 @@
+"""One resident trunk per backbone (session, tokenizer, shared head graph), shared by all its items."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from app.errors import ItemUnavailable
+from app.onnx_parts import TextEncoder, load_session
+from app.registry import Artifacts, BackboneFiles, ItemSpec
+
+log = logging.getLogger("scorer.engine")
+
+
+@dataclass
+class Trunk:
+    files: BackboneFiles
+    session: ort.InferenceSession
+    encoder: TextEncoder
+    shared_head: ort.InferenceSession | None
+    fp32: bool  # golden answers are compared exactly only on the fp32 trunk
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+
+def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str) -> Trunk:
+    path = files.trunk_path
+    if precision in ("int8", "auto") and device == "cpu":
+        if files.int8_path is not None:
+            path = files.int8_path
+        elif precision == "int8":
+            raise RuntimeError(f"SCORER_PRECISION=int8 but the manifest does not allow the int8 trunk of "
+                               f"{files.name} (its measured QWK drop is too large, or it was not exported)")
+    session = load_session(path, threads, arena=True, device=device)
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "
+                           "(CUDA/cuDNN libraries missing?)")
+    head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
+            if files.adapter_head_path else None)
+    log.info("trunk %s (%s) on %s", files.name, path.name, device)
+    return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
+                 fp32=path == files.trunk_path)
+
+
+def load_trunks(artifacts: Artifacts, precision: str, threads: int, device: str) -> dict[str, Trunk]:
+    """Only backbones that some item uses: an exported but unused trunk costs no memory."""
+    used = {spec.backbone for spec in artifacts.items.values()}
+    return {name: load_trunk(files, precision, threads, device)
+            for name, files in artifacts.backbones.items() if name in used or len(artifacts.backbones) == 1}
+
+
+def trunk_for(spec: ItemSpec, trunks: dict[str, Trunk]) -> Trunk:
+    """The trunk the item was trained with, or a clear refusal: an item never runs on another backbone."""
+    trunk = trunks.get(spec.backbone)
+    if trunk is None:
+        raise ItemUnavailable(f"item {spec.item_id!r} was trained on backbone {spec.backbone!r}, which this "
+                              f"deployment does not serve (trunks: {sorted(trunks)})")
+    if spec.backbone_sha256 and spec.backbone_sha256 != trunk.files.weights_sha256:
+        raise ItemUnavailable(f"item {spec.item_id!r} was trained on {spec.backbone} weights "
+                              f"{spec.backbone_sha256[:12]}…, but the loaded {spec.backbone} trunk has "
+                              f"{trunk.files.weights_sha256[:12]}…; re-export it")
+    return trunk
