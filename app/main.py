@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.artifact_watch import ArtifactWatcher
 from app.backend import Backend
 from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, MemoryDuplicateCache, RedisDuplicateCache
@@ -117,11 +118,17 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         if versions is not None:
             await versions.start()
         app.state.version_sync = versions
+        watcher = (ArtifactWatcher(settings.artifacts, backend, settings.watch_artifacts_s, versions)
+                   if settings.watch_artifacts_s > 0 else None)
+        if watcher is not None:
+            watcher.start()
         log.info("ready: %d items, redis %s", len(backend.items()), "on" if redis else "off (in-process)")
         try:
             yield
         finally:
             app.state.draining = True  # readiness goes 503 first; uvicorn drains in-flight requests
+            if watcher is not None:
+                await watcher.stop()
             if versions is not None:
                 await versions.stop()
             await app.state.jobs.stop()

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     job_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     # Redis mode: replicas also re-read the shared item versions this often (pub/sub can miss messages).
     version_resync_s: float = Field(30.0, gt=0)
+    # > 0: look at the artifact folder's manifest this often and serve items an export added or changed
+    # (no admin reload needed). Off by default: an explicit reload is the reviewed path.
+    watch_artifacts_s: float = Field(0.0, ge=0)
     review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
