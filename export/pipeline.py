@@ -62,6 +62,7 @@ class ExportOptions:
     threads: int = 2
     data_root: Path | None = None
     backbone: str | None = None  # a local HF folder instead of the registered name (tests)
+    backbone_folders: dict[str, Path] = field(default_factory=dict)  # backbone name -> local folder (tests)
     # Validation/test answers of items whose data is not the ASAP set: item -> split -> (texts, 0-based labels)
     item_texts: dict[str, dict[str, tuple[list[str], list[int]]]] = field(default_factory=dict)
     log: Callable[[str], None] = print
@@ -162,7 +163,7 @@ def _export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path,
     splits = {r.config["split_layer"] for r in records.values()}
     if len(splits) != 1:
         raise ValidationError(f"items of backbone {name} must share one split layer; found {sorted(splits)}")
-    backbone = resolve_backbone(options.backbone or name)
+    backbone = resolve_backbone(str(options.backbone_folders.get(name) or options.backbone or name))
     split_layer = splits.pop()
     for record in records.values():
         _check_backbone(record, backbone)

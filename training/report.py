@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from scipy.stats import ttest_rel
 
 from training.asap import HUMAN_QWK
+from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
 
 Json = dict[str, Any]
@@ -32,6 +33,16 @@ class ItemResult:
     config: Json
     full: Json | None
     human: float | None
+    # The same item's adapters on other backbones: backbone name -> (metrics, config)
+    others: dict[str, tuple[Json, Json]]
+
+    def other_qwk(self, backbone: str) -> float | None:
+        other = self.others.get(backbone)
+        return float(other[0]["test"]["qwk"]) if other else None
+
+
+def other_backbones(items: list[ItemResult]) -> list[str]:
+    return sorted({name for item in items for name in item.others})
 
 
 def _read_json(path: Path) -> Json:
@@ -41,9 +52,19 @@ def _read_json(path: Path) -> Json:
 
 def load_items(adapters: Path, full_dir: Path) -> list[ItemResult]:
     manifest = _read_json(adapters / "manifest.json")["items"]
+    # Rows are the default backbone's items; an item's adapters on other backbones become columns.
+    others: dict[str, dict[str, tuple[Json, Json]]] = {}
+    for item_id, entry in manifest.items():
+        if entry.get("backbone", DEFAULT_BACKBONE) != DEFAULT_BACKBONE:
+            folder = adapters / item_id / entry["current"]
+            config = _read_json(folder / "config.json")
+            source = str(config.get("source_item", item_id))
+            others.setdefault(source, {})[entry["backbone"]] = (_read_json(folder / "metrics.json"), config)
     results = []
     for item_id in sorted(manifest):
         entry = manifest[item_id]
+        if entry.get("backbone", DEFAULT_BACKBONE) != DEFAULT_BACKBONE:
+            continue
         folder = adapters / item_id / entry["current"]
         metrics = _read_json(folder / "metrics.json")
         full_path = full_dir / f"{item_id}.json"
@@ -53,6 +74,7 @@ def load_items(adapters: Path, full_dir: Path) -> list[ItemResult]:
             metrics=metrics, config=_read_json(folder / "config.json"),
             full=_read_json(full_path) if full_path.is_file() else None,
             human=HUMAN_QWK.get(item_id) if human is None else float(human),
+            others=others.get(item_id, {}),
         ))
     return results
 
@@ -72,25 +94,34 @@ def _train_seconds(report: Json) -> float:
 
 
 def _item_section(items: list[ItemResult]) -> list[str]:
+    backbones = other_backbones(items)
     header = ["item", "scores", "n train/val/test", "adapter QWK", "QWK argmax", "accuracy", "macro-F1",
-              "full-FT QWK", "human QWK", "adapter train s", "full-FT train s"]
+              "full-FT QWK", "human QWK", "adapter train s", "full-FT train s",
+              *[f"{name} QWK" for name in backbones], *[f"{name} train s" for name in backbones]]
     rows = []
     for item in items:
         test, sizes = item.metrics["test"], item.metrics["sizes"]
+        other_time = [_train_seconds(item.others[name][0]) if name in item.others else None for name in backbones]
         rows.append([
             item.item_id, f"{item.low}–{item.high}",
             f"{sizes['train']}/{sizes['validation']}/{sizes['test']}",
             _fmt(test["qwk"]), _fmt(test["qwk_argmax"]), _fmt(test["accuracy"]), _fmt(test["macro_f1"]),
             _fmt(item.full["test"]["qwk"] if item.full else None), _fmt(item.human),
             _fmt(_train_seconds(item.metrics), 0), _fmt(_train_seconds(item.full) if item.full else None, 0),
+            *[_fmt(item.other_qwk(name)) for name in backbones], *[_fmt(value, 0) for value in other_time],
         ])
-    return ["## Per item (test split)", "", *_table(header, rows)]
+    note = [] if not backbones else [
+        "", f"\"adapter\" columns: the default backbone ({DEFAULT_BACKBONE}); "
+        + "; ".join(f"{name} columns: the same item's adapter on {name}" for name in backbones) + "."]
+    return ["## Per item (test split)", "", *_table(header, rows), *note]
 
 
 def _means_section(items: list[ItemResult]) -> list[str]:
     groups = {
         "LoRA adapters": [item.metrics["test"]["qwk"] for item in items],
         "full fine-tuning": [item.full["test"]["qwk"] for item in items if item.full],
+        **{f"LoRA adapters on {name}": [value for item in items if (value := item.other_qwk(name)) is not None]
+           for name in other_backbones(items)},
         "human (Score1 vs Score2)": [item.human for item in items if item.human is not None],
     }
     rows = [[name, str(len(values)), _fmt(sum(values) / len(values) if values else None),
@@ -112,21 +143,46 @@ def _ttest_section(items: list[ItemResult]) -> list[str]:
             f"{difference:+.3f}, t = {float(result.statistic):.3f}, p = {float(result.pvalue):.3g}."]
 
 
+def _backbone_section(items: list[ItemResult]) -> list[str]:
+    """Each further backbone against the default one, on the items trained on both."""
+    lines: list[str] = []
+    for name in other_backbones(items):
+        pairs = [(value, item.metrics["test"]["qwk"]) for item in items if (value := item.other_qwk(name)) is not None]
+        difference = sum(a - b for a, b in pairs) / len(pairs)
+        text = (f"{name} vs {DEFAULT_BACKBONE} over {len(pairs)} items: mean test-QWK difference "
+                f"({name} − {DEFAULT_BACKBONE}) {difference:+.3f}")
+        if len(pairs) >= 2:
+            result = ttest_rel([a for a, _ in pairs], [b for _, b in pairs])
+            text += f", paired t = {float(result.statistic):.3f}, p = {float(result.pvalue):.3g}"
+        lines += [f"- {text}; better on {sum(a > b for a, b in pairs)} of {len(pairs)} items."]
+    return ["## Backbones", "", *lines] if lines else []
+
+
 def _time_section(items: list[ItemResult]) -> list[str]:
     train = [_train_seconds(item.metrics) for item in items]
     total = [float(item.metrics["seconds"]["total"]) for item in items]
-    return ["## Adapter training time", "",
-            f"Training: {sum(train):.0f} s in all, {sum(train) / len(train):.0f} s per item (with trunk "
-            f"caching and evaluation: {sum(total):.0f} s, {sum(total) / len(total):.0f} s per item)."]
+    lines = ["## Adapter training time", "",
+             f"Training: {sum(train):.0f} s in all, {sum(train) / len(train):.0f} s per item (with trunk "
+             f"caching and evaluation: {sum(total):.0f} s, {sum(total) / len(total):.0f} s per item)."]
+    for name in other_backbones(items):
+        runs = [item.others[name][0] for item in items if name in item.others]
+        other_train = [_train_seconds(metrics) for metrics in runs]
+        other_total = [float(metrics["seconds"]["total"]) for metrics in runs]
+        lines += ["", f"{name} ({len(runs)} items): training {sum(other_train):.0f} s in all, "
+                  f"{sum(other_train) / len(runs):.0f} s per item (with trunk caching and evaluation: "
+                  f"{sum(other_total):.0f} s, {sum(other_total) / len(runs):.0f} s per item)."]
+    return lines
 
 
 def _config_section(items: list[ItemResult]) -> list[str]:
     used: dict[str, list[str]] = {}
-    for item in items:
-        train = item.config["train"]
-        key = (f"S = {item.config['split_layer']}, targets {train['targets']}, rank {train['rank']}, "
+    configs = [(item.item_id, DEFAULT_BACKBONE, item.config) for item in items]
+    configs += [(item.item_id, name, config) for item in items for name, (_, config) in sorted(item.others.items())]
+    for item_id, backbone, config in configs:
+        train = config["train"]
+        key = (f"{backbone}: S = {config['split_layer']}, targets {train['targets']}, rank {train['rank']}, "
                f"alpha {train['alpha']:g}, lr {train['learning_rate']:g}")
-        used.setdefault(key, []).append(item.item_id)
+        used.setdefault(key, []).append(item_id)
     return ["## LoRA configuration", "", *[f"- {key}: {', '.join(ids)}" for key, ids in used.items()]]
 
 
@@ -146,6 +202,7 @@ def _sweep_section(path: Path) -> list[str]:
 def _reproduce_section() -> list[str]:
     return ["## How to reproduce", "", "```",
             "python -m training train --items all", "python -m training baseline --items all",
+            "python -m training --threads 2 train --backbone e5-multilingual --items all",
             "python -m training report", "```"]
 
 
@@ -167,21 +224,24 @@ def _save(figure: Figure, path: Path, top: float = 1.0) -> None:
 
 def _plot_qwk(items: list[ItemResult], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(items)), 4))
-    width = 0.27
     series = [
         ("LoRA adapter", [(i, item.metrics["test"]["qwk"]) for i, item in enumerate(items)]),
+        *[(f"LoRA on {name}", [(i, value) for i, item in enumerate(items) if (value := item.other_qwk(name))
+                               is not None]) for name in other_backbones(items)],
         ("full fine-tuning", [(i, item.full["test"]["qwk"]) for i, item in enumerate(items) if item.full]),
         ("human", [(i, item.human) for i, item in enumerate(items) if item.human is not None]),
     ]
-    for offset, color, (label, points) in zip((-width, 0.0, width), ("C0", "C1", "C2"), series, strict=True):
+    width = 0.8 / len(series)
+    for number, (label, points) in enumerate(series):
+        offset = (number - (len(series) - 1) / 2) * width
         if points:
             axes.bar([i + offset for i, _ in points], [value for _, value in points], width, label=label,
-                     color=color)
+                     color=f"C{number}")
     axes.set_xticks(range(len(items)), [item.item_id for item in items], rotation=45)
     axes.set_ylabel("test QWK")
     # QWK can fall below chance (negative) on a badly trained item; keep such bars visible.
     axes.set_ylim(min([0.0, *(value for _, points in series for _, value in points)]), 1)
-    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series), frameon=False)
     _save(figure, path)
 
 
@@ -234,7 +294,8 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
         ["# Accuracy of the per-item LoRA adapters", "",
          "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",
          "", "![QWK per item](qwk_per_item.png)"],
-        _item_section(items), _means_section(items), _ttest_section(items), _time_section(items),
+        _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
+        _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",
          "![confusion matrices](confusion_matrices.png)"],

@@ -73,3 +73,29 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     assert "python -m training report" in markdown
     for name in ("qwk_per_item.png", "training_curves.png", "confusion_matrices.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_report_has_a_column_per_further_backbone(tmp_path: Path) -> None:
+    adapters = _adapters(tmp_path / "adapters")
+    manifest = json.loads((adapters / "manifest.json").read_text())
+    manifest["items"]["asap-01-e5"] = {**manifest["items"]["asap-01"], "backbone": "e5-multilingual",
+                                       "test_qwk": 0.845}
+    (adapters / "manifest.json").write_text(json.dumps(manifest))
+    _write(adapters / "asap-01-e5" / "v1" / "metrics.json", {
+        **json.loads((adapters / "asap-01" / "v1" / "metrics.json").read_text()),
+        "test": _split(0.845, 16), "seconds": {"trunk_cache": 9.0, "train": 95.0, "evaluate": 3.0, "total": 107.0}})
+    _write(adapters / "asap-01-e5" / "v1" / "config.json", {
+        **json.loads((adapters / "asap-01" / "v1" / "config.json").read_text()), "split_layer": 9,
+        "source_item": "asap-01"})
+
+    markdown = write_report(adapters, tmp_path / "full_ft", tmp_path / "reports").read_text()
+
+    lines = markdown.splitlines()
+    assert not any(line.startswith("| asap-01-e5 |") for line in lines)  # a column, not a row
+    header = next(line for line in lines if line.startswith("| item |"))
+    assert "e5-multilingual QWK" in header and "e5-multilingual train s" in header
+    row_01 = next(line for line in lines if line.startswith("| asap-01 |"))
+    row_02 = next(line for line in lines if line.startswith("| asap-02 |"))
+    assert row_01.endswith("| 0.845 | 95 |") and row_02.endswith("| – | – |")
+    assert "mean test-QWK difference (e5-multilingual − minilm-en) +0.033" in markdown
+    assert "e5-multilingual: S = 9" in markdown and "e5-multilingual (1 items): training 95 s" in markdown
