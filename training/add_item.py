@@ -38,13 +38,14 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     item = load_item_file(data, item_id, score_range, columns)
     adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
     trained = time.perf_counter() - started
+    key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
     low = item.score_range.low
-    texts = {item_id: {name: ([t for t, _ in rows], [s - low for _, s in rows])
+    texts = {key: {name: ([t for t, _ in rows], [s - low for _, s in rows])
                        for name, rows in (("validation", item.validation), ("test", item.test))}}
     manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
                                         backbone=backbone if Path(backbone).is_dir() else None))
-    entry = manifest["items"][item_id]
-    return {"item_id": item_id, "version": adapter["version"], "score_range": str(item.score_range),
+    entry = manifest["items"][key]
+    return {"item_id": key, "version": adapter["version"], "score_range": str(item.score_range),
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"], "max_abs_logit_diff": entry["max_abs_logit_diff"],
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}

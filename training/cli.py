@@ -114,8 +114,9 @@ def cmd_add_item(args: argparse.Namespace) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return 3
     print(json.dumps(summary, indent=2))
-    print(f"{args.item} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
-          f"up with POST /admin/items/{args.item}/reload")
+    key = summary["item_id"]  # the item id plus the backbone's suffix, if any
+    print(f"{key} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
+          f"up with POST /admin/items/{key}/reload")
     return 0
 
 
