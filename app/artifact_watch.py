@@ -10,19 +10,13 @@ watch follow too.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 
 from app.backend import Backend
-from app.version_sync import VersionSync
+from app.version_sync import VersionSync, manifest_versions
 
 log = logging.getLogger("scorer.watch")
-
-
-def manifest_versions(root: Path) -> dict[str, str]:
-    manifest = json.loads((root / "manifest.json").read_text())
-    return {item_id: str(entry["version"]) for item_id, entry in manifest["items"].items()}
 
 
 class ArtifactWatcher:

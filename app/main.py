@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         app.state.jobs = JobRunner(store, lambda rows: _score_job_rows(app.state.scoring, rows))
         await asyncio.to_thread(backend.warm_up)
         # Redis mode: adopt the versions other replicas switched to, and follow their later switches.
-        versions = VersionSync(redis, backend, settings.version_resync_s) if redis else None
+        versions = VersionSync(redis, backend, settings.artifacts, settings.version_resync_s) if redis else None
         if versions is not None:
             await versions.start()
         app.state.version_sync = versions
