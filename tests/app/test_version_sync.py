@@ -31,7 +31,7 @@ def write_manifest(folder: Path, **versions: str) -> Path:
 
 def make_client(redis_url: str, backend: FakeBackend, artifacts: Path, resync_s: float = 3600) -> TestClient:
     settings = Settings(artifacts=artifacts, redis_url=redis_url, version_resync_s=resync_s)
-    return TestClient(create_app(settings, lambda _: backend))  # type: ignore[arg-type]
+    return TestClient(create_app(settings, lambda _: backend))
 
 
 def wait_version(client: TestClient, item_id: str, version: str, timeout: float = 5.0) -> str:
