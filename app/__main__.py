@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from types import FrameType
 
 import uvicorn
@@ -35,20 +36,33 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=30, access_log=False)
-    DrainingServer(config, app).run()
+    DrainingServer(config, app, settings.drain_delay_s).run()
     return 0
 
 
 class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT readiness turns 503 at once; uvicorn then finishes the requests in flight."""
+    """On SIGTERM/SIGINT readiness turns 503 at once; after `drain_delay_s` (still serving, so a load
+    balancer has time to see the 503 and stop routing here) uvicorn closes the listener and finishes the
+    requests in flight. A second signal skips the delay."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_delay_s: float = 0.0) -> None:
         super().__init__(config)
         self.scoring_app = app
+        self.drain_delay_s = drain_delay_s
+        self._exit_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.scoring_app.state.draining = True
+        if self.drain_delay_s > 0 and self._exit_at is None:
+            # Runs in the signal handler: only record the deadline; on_tick (every 0.1 s) acts on it.
+            self._exit_at = time.monotonic() + self.drain_delay_s
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 if __name__ == "__main__":

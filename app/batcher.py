@@ -78,12 +78,21 @@ class MicroBatcher:
             metrics.STAGE_SECONDS.labels("queue").observe(now - request.queued_at)
         flat = [row for request in batch for row in request.rows]
         self.in_flight += len(flat)
+        loop = asyncio.get_running_loop()
         try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.score, flat)
-        except Exception as exc:  # a bug must fail these requests, not the batcher
+            outcomes = await loop.run_in_executor(self._executor, self.backend.score, flat)
+        except Exception:
+            # A bug must fail only the request that triggers it, not the batcher or its batch neighbours:
+            # score each request alone so the others still get their answers.
             for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
+                try:
+                    alone = await loop.run_in_executor(self._executor, self.backend.score, request.rows)
+                except Exception as exc:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                else:
+                    if not request.future.done():
+                        request.future.set_result(alone)
         else:
             start = 0
             for request in batch:

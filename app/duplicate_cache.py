@@ -65,9 +65,16 @@ class RedisDuplicateCache:
 
     def _failed(self, exc: Exception) -> None:
         metrics.REDIS_ERRORS.inc()
-        if not self._warned:
+        metrics.REDIS_UP.set(0)
+        if not self._warned:  # one line per outage, not one per request
             log.warning("redis unavailable, duplicate cache bypassed: %s", type(exc).__name__)
             self._warned = True
+
+    def _succeeded(self) -> None:
+        metrics.REDIS_UP.set(1)
+        if self._warned:
+            log.warning("redis reachable again, duplicate cache back on")
+            self._warned = False
 
     async def get_many(self, keys: list[str]) -> list[Scored | None]:
         try:
@@ -75,7 +82,7 @@ class RedisDuplicateCache:
         except Exception as exc:
             self._failed(exc)
             return [None] * len(keys)
-        self._warned = False
+        self._succeeded()
         return [Scored(**json.loads(value)) if value else None for value in values]
 
     async def put_many(self, entries: dict[str, Scored]) -> None:

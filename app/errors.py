@@ -49,10 +49,17 @@ class JobNotFound(ScoringError):
     error_type = "job_not_found"
 
 
+class JobStoreUnavailable(ScoringError):
+    """Redis (the shared job store) cannot be reached: retry later rather than read it as a missing job."""
+
+    error_type = "job_store_unavailable"
+
+
 ERROR_STATUS: dict[type[ScoringError], int] = {
     ValidationFailed: 422,
     UnknownItem: 404,
     JobNotFound: 404,
+    JobStoreUnavailable: 503,
     ItemUnavailable: 503,
     Overloaded: 429,
     PayloadTooLarge: 413,

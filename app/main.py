@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.admission import Admission
 from app.artifact_watch import ArtifactWatcher
 from app.backend import Backend
 from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, MemoryDuplicateCache, RedisDuplicateCache
 from app.errors import PayloadTooLarge, ScoringError, error_body, status_of
 from app.jobs import JobRunner, JobStore, MemoryJobStore, RedisJobStore
+from app.request_id import request_id
 from app.routes import _score_job_rows, admin_router, ops_router, scoring_router
 from app.scoring import ScoringService
 from app.settings import Settings, get_settings
@@ -90,9 +92,13 @@ def _redis_client(settings: Settings) -> Any:
     if not settings.redis_url:
         return None
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
+    # One immediate retry (a pooled connection may be stale after a Redis restart), no backoff: redis-py's
+    # default (10 retries, exponential backoff) holds every request for seconds while Redis is down.
     return aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                             health_check_interval=10)
+                             health_check_interval=10, retry=Retry(NoBackoff(), 1))
 
 
 def create_app(settings: Settings | None = None, backend_factory: BackendFactory = default_backend) -> FastAPI:
@@ -111,7 +117,8 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         batcher.start()
         app.state.batcher = batcher
         app.state.scoring = ScoringService(backend, batcher, duplicates, settings)
-        app.state.jobs = JobRunner(store, lambda rows: _score_job_rows(app.state.scoring, rows))
+        app.state.jobs = JobRunner(store, lambda rows: _score_job_rows(app.state.scoring, rows),
+                                   settings.job_lease_s)
         await asyncio.to_thread(backend.warm_up)
         # Redis mode: adopt the versions other replicas switched to, and follow their later switches.
         versions = VersionSync(redis, backend, settings.artifacts, settings.version_resync_s) if redis else None
@@ -122,6 +129,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
                    if settings.watch_artifacts_s > 0 else None)
         if watcher is not None:
             watcher.start()
+        app.state.jobs.start()  # Redis mode: also resumes jobs a stopped process left unfinished
         log.info("ready: %d items, redis %s", len(backend.items()), "on" if redis else "off (in-process)")
         try:
             yield
@@ -161,7 +169,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http")
+        kind = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http")
         return JSONResponse({"error": str(error.detail), "error_type": kind}, status_code=error.status_code)
 
     @app.middleware("http")
@@ -173,7 +181,9 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         endpoint = getattr(route, "path", None) or ("/metrics" if request.url.path == "/metrics" else "other")
         metrics.REQUEST_SECONDS.labels(endpoint, str(response.status_code)).observe(elapsed)
         response.headers["x-process-time"] = f"{elapsed * 1000:.2f}ms"
+        response.headers["x-request-id"] = request_id(request.headers.get("x-request-id"))
         return response
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Admission)  # outermost: a full queue refuses before anything else runs
     return app

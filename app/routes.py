@@ -35,8 +35,10 @@ ops_router = APIRouter()
 
 
 def _check_ready(request: Request) -> None:
-    if not request.app.state.backend.ready or request.app.state.draining:
-        raise NotReady("service is starting or shutting down")
+    # Not `draining`: while draining, readiness is 503 so no new traffic is routed here, but a request that
+    # still arrives (keep-alive, the balancer's delay) is served, not refused.
+    if not request.app.state.backend.ready:
+        raise NotReady("service is starting")
 
 
 def _result(outcome: Outcome) -> ScoreResult:

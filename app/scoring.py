@@ -18,6 +18,10 @@ def check_answer(text: object, max_chars: int) -> str:
         raise ValidationFailed("answer is empty")
     if len(text) > max_chars:
         raise ValidationFailed(f"answer longer than {max_chars} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no tokenizer or digest can take it
+        raise ValidationFailed("answer is not valid Unicode text (unpaired surrogate)") from None
     return text
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCORER_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a start-up error must not print a secret (e.g. a key pasted as a digest) to the log.
+    model_config = SettingsConfigDict(env_prefix="SCORER_", env_file=None, extra="ignore", hide_input_in_errors=True)
 
     artifacts: Path = Field(Path("build/onnx"), description="exporter output folder (manifest.json)")
     host: str = "127.0.0.1"
@@ -35,6 +39,9 @@ class Settings(BaseSettings):
     duplicate_cache_entries: int = Field(50_000, ge=0)  # in-process LRU size; 0 disables
     duplicate_cache_ttl_s: int = Field(24 * 3600, gt=0)  # Redis TTL
     job_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    # Redis mode: a running job holds a lease this long (renewed per chunk); an expired lease means its
+    # runner died, and any replica re-queues the job.
+    job_lease_s: float = Field(30.0, gt=0)
     # Redis mode: replicas also re-read the shared item versions this often (pub/sub can miss messages).
     version_resync_s: float = Field(30.0, gt=0)
     # > 0: look at the artifact folder's manifest this often and serve items an export added or changed
@@ -44,6 +51,17 @@ class Settings(BaseSettings):
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
     log_level: str = "info"
+    # After SIGTERM, readiness is 503 this long while requests are still served, so a load balancer stops
+    # routing here before the listener closes; then in-flight requests drain.
+    drain_delay_s: float = Field(0.0, ge=0, le=60)
+
+    @field_validator("api_keys_sha256", "admin_keys_sha256")
+    @classmethod
+    def _digests_only(cls, digests: list[str]) -> list[str]:
+        # A plaintext key pasted here would never match and would sit in the environment: refuse it.
+        if not all(SHA256_HEX.fullmatch(digest) for digest in digests):
+            raise ValueError("API keys are configured as hex SHA-256 digests (64 hex characters), not as keys")
+        return [digest.lower() for digest in digests]
 
 
 @lru_cache
