@@ -49,12 +49,19 @@ class JobStore(Protocol):
 
 
 class MemoryJobStore:
-    """One process: jobs die with it, so there is nothing to lease or take over."""
+    """One process: jobs die with it, so there is nothing to lease or take over. Records expire after
+    `ttl_s` like Redis keys do; without that every finished job's results would stay in memory for ever."""
 
-    def __init__(self) -> None:
-        self._jobs: dict[str, dict[str, Any]] = {}
+    def __init__(self, ttl_s: float = 7 * 24 * 3600) -> None:
+        self.ttl_s = ttl_s
+        self._jobs: dict[str, dict[str, Any]] = {}  # insertion order = creation order
 
     async def enqueue(self, job_id: str, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        expired_before = time.time() - self.ttl_s
+        for old_id in list(self._jobs):
+            if self._jobs[old_id]["created"] >= expired_before:
+                break
+            del self._jobs[old_id]
         self._jobs[job_id] = record
 
     async def put(self, job_id: str, record: dict[str, Any]) -> None:

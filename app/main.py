@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
         redis = _redis_client(settings)
         duplicates: DuplicateCache = (RedisDuplicateCache(redis, settings.duplicate_cache_ttl_s) if redis
                                       else MemoryDuplicateCache(settings.duplicate_cache_entries))
-        store: JobStore = RedisJobStore(redis, settings.job_ttl_s) if redis else MemoryJobStore()
+        store: JobStore = RedisJobStore(redis, settings.job_ttl_s) if redis else MemoryJobStore(settings.job_ttl_s)
         batcher = MicroBatcher(backend, settings.batch_wait_ms, settings.max_batch_rows, settings.max_queue_rows)
         batcher.start()
         app.state.batcher = batcher

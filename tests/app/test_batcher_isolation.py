@@ -1,9 +1,10 @@
-"""A request that makes the backend raise fails alone: its micro-batch neighbours still get answers; and a
-background job waits for room in a full queue instead of failing."""
+"""A request that makes the backend raise fails alone: its micro-batch neighbours still get answers; a
+background job waits for room in a full queue instead of failing; memory-mode jobs expire."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -60,3 +61,16 @@ def test_job_waits_while_the_queue_is_full() -> None:
 
     record = asyncio.run(scenario())
     assert record["status"] == "done" and len(record["results"]) == 3 and refusals == 0
+
+
+def test_memory_jobs_expire() -> None:
+    """Memory mode keeps finished jobs for job_ttl_s, as Redis does, not for ever."""
+
+    async def scenario() -> tuple[Any, Any]:
+        store = MemoryJobStore(ttl_s=60)
+        await store.enqueue("old", {"created": time.time() - 61}, [])
+        await store.enqueue("new", {"created": time.time()}, [])
+        return await store.get("old"), await store.get("new")
+
+    old, new = asyncio.run(scenario())
+    assert old is None and new is not None

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.reliability
 ITEMS = ["item-a", "item-b"]
 CONCURRENCY = 32  # the inference pool is one thread: 32 clients keep its queue busy
 RSS_GROWTH_BOUND = 40 * 1024 * 1024  # after warm-up; ORT arenas and CPython pools are allowed some slack
+REFUSAL_P99_BOUND_MS = 2000
+PEAK_RSS_BOUND = 512 * 1024 * 1024  # tiny items: ~130 MiB measured; a queue that grew without bound would not stay here
 
 
 @pytest.fixture
@@ -68,20 +70,28 @@ def test_overload_sheds_fast_and_recovers(tiny_artifacts: Path, tmp_path: Path, 
         started = time.perf_counter()
         recovered = httpx.post(f"{server.url}/score/item-a", json={"answer": "after the storm"}, timeout=5)
         recovery_ms = (time.perf_counter() - started) * 1000
+        served_p50 = percentile([call.latency * 1000 for call in calls if call.status == 200], 0.5)
+        refused_p50 = percentile([call.latency * 1000 for call in refused], 0.5)
+        # "Fast": refusals well under the client timeout (10 s) and quicker than answers; the bound leaves room
+        # for a 2-core CI machine whose load generator competes with the server for CPU.
+        fast = refused_p99 < REFUSAL_P99_BOUND_MS and refused_p50 < served_p50
         ok = (verdict.server_errors == 0 and verdict.lost == 0 and verdict.wrong == 0 and len(refused) > 0
-              and set(verdict.statuses) <= {200, 429} and retry_after == {"1"} and refused_p99 < 1000
-              and recovered.status_code == 200)
+              and set(verdict.statuses) <= {200, 429} and retry_after == {"1"} and fast
+              and recovered.status_code == 200 and rss.peak < PEAK_RSS_BOUND)
         results_table.add(Row("2. overload (queue 16 answers, 96 clients)", verdict.requests,
                               verdict.server_errors, verdict.lost, verdict.p99_ms, "pass" if ok else "FAIL",
                               f"{len(refused)} × 429 (Retry-After {','.join(sorted(map(str, retry_after)))}, "
-                              f"p99 {refused_p99:.0f} ms), {verdict.statuses.get(200, 0)} × 200 all correct; "
-                              f"slowest answer {verdict.max_ms:.0f} ms; peak RSS {rss.peak / 2**20:.0f} MiB; "
+                              f"p50 {refused_p50:.0f} / p99 {refused_p99:.0f} ms), {verdict.statuses.get(200, 0)} × "
+                              f"200 all correct (p50 {served_p50:.0f} ms); "
+                              f"slowest answer {verdict.max_ms:.0f} ms; peak RSS {rss.peak / 2**20:.0f} MiB (bound "
+                              f"{PEAK_RSS_BOUND // 2**20}); "
                               f"first request after the burst 200 in {recovery_ms:.0f} ms"))
         assert refused, "the queue bound never refused anything"
         assert set(verdict.statuses) <= {200, 429}, verdict.statuses
         assert retry_after == {"1"} and bodies == {"overloaded"}
-        assert refused_p99 < 1000, f"429s are slow ({refused_p99:.0f} ms p99): requests pile up before refusal"
+        assert fast, f"429s slow (p50 {refused_p50:.0f}, p99 {refused_p99:.0f} ms; 200s p50 {served_p50:.0f} ms)"
         assert verdict.max_ms < 10_000 and verdict.lost == 0 and verdict.wrong == 0
         assert recovered.status_code == 200 and recovery_ms < 2000
+        assert rss.peak < PEAK_RSS_BOUND, f"peak RSS {rss.peak / 2**20:.0f} MiB under overload"
     finally:
         server.stop()
