@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         adapter, trained = train_adapter(item, Path(args.adapters), config, args.backbone, args.force,
                                          HUMAN_QWK.get(item_id))
         state = "trained" if trained else "current, skipped"
-        print(f"{item_id} {adapter['version']}: {state} in {time.perf_counter() - started:.0f} s", flush=True)
+        elapsed = time.perf_counter() - started
+        print(f"{adapter['item_id']} {adapter['version']}: {state} in {elapsed:.0f} s", flush=True)
     return 0
 
 

