@@ -1,4 +1,4 @@
-"""The real backend: one resident trunk session, heads from an LRU cache, rows grouped by item."""
+"""The real backend: one resident trunk session per backbone, heads from an LRU cache, rows grouped by item."""
 
 from __future__ import annotations
 
@@ -15,18 +15,10 @@ from app import metrics
 from app.backend import Outcome, Scored
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
-from app.onnx_parts import (
-    AdapterHead,
-    HeadRunner,
-    MergedHead,
-    TextEncoder,
-    decode_scores,
-    load_session,
-    pad,
-    softmax,
-)
+from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, softmax
 from app.registry import Artifacts, ItemSpec, item_spec, load_artifacts
 from app.settings import Settings
+from app.trunks import Trunk, load_trunks, trunk_for
 
 log = logging.getLogger("scorer.engine")
 GOLDEN_TOLERANCE = 1e-3
@@ -57,26 +49,12 @@ class OnnxBackend:
         self.artifacts = artifacts or load_artifacts(settings.artifacts)
         self.threads = settings.threads or os.cpu_count() or 1
         self.device = pick_device(settings.device)
-        trunk_path = self.artifacts.trunk_path
-        if settings.precision in ("int8", "auto") and self.device == "cpu":
-            if self.artifacts.int8_path is not None:
-                trunk_path = self.artifacts.int8_path
-            elif settings.precision == "int8":
-                raise RuntimeError("SCORER_PRECISION=int8 but the manifest does not allow the int8 trunk "
-                                   "(its measured QWK drop is too large, or it was not exported)")
-        self.trunk = load_session(trunk_path, self.threads, arena=True, device=self.device)
-        if self.device == "cuda" and "CUDAExecutionProvider" not in self.trunk.get_providers():
-            raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "
-                               "(CUDA/cuDNN libraries missing?)")
-        self.encoder = TextEncoder(self.artifacts.tokenizer_path, self.artifacts.max_length,
-                                   self.artifacts.text_prefix)
-        head_path = self.artifacts.adapter_head_path
-        self.shared_head = (load_session(head_path, self.threads, arena=False, device=self.device)
-                            if head_path else None)
+        # One trunk per backbone, loaded once; every item of that backbone shares it.
+        self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device)
         self.cache = HeadCache(self._load_head, settings.cache_bytes, set(settings.pin_items))
         self.verified: set[tuple[str, str]] = set()
         self.ready = False
-        log.info("trunk %s on %s (%d threads), %d items", trunk_path.name, self.device, self.threads,
+        log.info("trunks %s on %s (%d threads), %d items", sorted(self.trunks), self.device, self.threads,
                  len(self.artifacts.items))
 
     def items(self) -> dict[str, ItemSpec]:
@@ -86,14 +64,15 @@ class OnnxBackend:
         return spec.key in self.cache
 
     def _load_head(self, spec: ItemSpec) -> HeadRunner:
+        trunk = trunk_for(spec, self.trunks)  # refuses an item whose backbone is not the trunk's
         if not spec.path.is_file():
             raise ItemUnavailable(f"item {spec.item_id!r}: head file is missing")
         try:
             head: HeadRunner
             if spec.head_format == "ort-adapter":
-                if self.shared_head is None:
+                if trunk.shared_head is None:
                     raise ItemUnavailable(f"item {spec.item_id!r}: no shared head graph in the artifacts")
-                head = AdapterHead(self.shared_head, spec.path)
+                head = AdapterHead(trunk.shared_head, spec.path)
             else:
                 head = MergedHead(spec.path, self.threads, self.device)
         except ScoringError:
@@ -102,23 +81,19 @@ class OnnxBackend:
             log.error("item %s %s: head failed to load: %s", spec.item_id, spec.version, type(exc).__name__)
             raise ItemUnavailable(f"item {spec.item_id!r}: head file cannot be loaded") from exc
         if spec.key not in self.verified:
-            self._check_golden(spec, head)
+            self._check_golden(spec, head, trunk)
             self.verified.add(spec.key)
         return head
 
-    def _check_golden(self, spec: ItemSpec, head: HeadRunner) -> None:
+    def _check_golden(self, spec: ItemSpec, head: HeadRunner, trunk: Trunk) -> None:
         """The first load of a version scores its golden answers: a head silently not applied fails here."""
         if not spec.golden_texts:
             return
-        ids, mask = pad([row for row, _ in self.encoder.encode(spec.golden_texts)])
-        hidden = self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+        ids, mask = pad([row for row, _ in trunk.encoder.encode(spec.golden_texts)])
+        hidden = trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
         diff = float(np.abs(head.logits(hidden, mask) - np.asarray(spec.golden_logits)).max())
-        if diff > GOLDEN_TOLERANCE and self.trunk_is_fp32:
+        if diff > GOLDEN_TOLERANCE and trunk.fp32:
             raise ItemUnavailable(f"item {spec.item_id!r}: golden answers differ from export ({diff:.1e})")
-
-    @property
-    def trunk_is_fp32(self) -> bool:
-        return self.artifacts.int8_path is None or self.settings.precision == "fp32"
 
     def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
         """Re-read the manifest; load and verify the item's new (or previous) head, then swap it in.
@@ -150,16 +125,19 @@ class OnnxBackend:
         raise UnknownItem(f"item {item_id!r} has no exported version {version!r}")
 
     def _swap_in(self, fresh: Artifacts, spec: ItemSpec) -> ItemSpec:
-        if fresh.manifest["trunk"]["sha256"] != self.artifacts.manifest["trunk"]["sha256"]:
-            raise ItemUnavailable("the trunk changed on disk; restart the service to pick it up")
+        loaded = self.trunks.get(spec.backbone)
+        files = fresh.backbones.get(spec.backbone)
+        if loaded is not None and files is not None and files.trunk_sha256 != loaded.files.trunk_sha256:
+            raise ItemUnavailable(f"the {spec.backbone} trunk changed on disk; restart the service to pick it up")
         self.cache.get(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
         self.artifacts.items[spec.item_id] = spec
         log.info("item %s now serves %s", spec.item_id, spec.version)
         return spec
 
     def warm_up(self) -> None:
-        ids, mask = pad([row for row, _ in self.encoder.encode(["warm up the trunk"] * 4)])
-        self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})
+        for trunk in self.trunks.values():
+            ids, mask = pad([row for row, _ in trunk.encoder.encode(["warm up the trunk"] * 4)])
+            trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})
         for item_id in [*self.settings.pin_items, *self.settings.warm_items]:
             spec = self.artifacts.items.get(item_id)
             if spec is None:
@@ -169,17 +147,31 @@ class OnnxBackend:
 
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(rows)
-        started = time.perf_counter()
-        encoded = self.encoder.encode([text for _, text in rows])
-        metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
-        order = sorted(range(len(rows)), key=lambda i: len(encoded[i][0]))  # little padding per trunk run
-        step = self.settings.max_batch_rows
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            self._score_chunk(rows, encoded, chunk, outcomes)
+        by_trunk: dict[str, list[int]] = defaultdict(list)
+        for index, (item_id, _) in enumerate(rows):
+            spec = self.artifacts.items.get(item_id)
+            if spec is None:
+                outcomes[index] = UnknownItem(f"unknown item {item_id!r}")
+                continue
+            try:
+                by_trunk[trunk_for(spec, self.trunks).name].append(index)
+            except ScoringError as error:
+                outcomes[index] = error
+        encoded: list[tuple[list[int], bool]] = [([], False)] * len(rows)
+        for name, indices in by_trunk.items():  # each backbone tokenizes its own rows and runs its own trunk
+            trunk = self.trunks[name]
+            started = time.perf_counter()
+            for index, row in zip(indices, trunk.encoder.encode([rows[i][1] for i in indices]), strict=True):
+                encoded[index] = row
+            metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
+            order = sorted(indices, key=lambda i: len(encoded[i][0]))  # little padding per trunk run
+            step = self.settings.max_batch_rows
+            for start in range(0, len(order), step):
+                chunk = order[start : start + step]
+                self._score_chunk(trunk, rows, encoded, chunk, outcomes)
         return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
 
-    def _score_chunk(self, rows: list[tuple[str, str]], encoded: list[tuple[list[int], bool]],
+    def _score_chunk(self, trunk: Trunk, rows: list[tuple[str, str]], encoded: list[tuple[list[int], bool]],
                      chunk: list[int], outcomes: list[Outcome | None]) -> None:
         by_item: dict[str, list[int]] = defaultdict(list)
         for position, index in enumerate(chunk):
@@ -192,7 +184,7 @@ class OnnxBackend:
             return
         ids, mask = pad([encoded[index][0] for index in chunk])
         started = time.perf_counter()
-        hidden = self.trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+        hidden = trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
         metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(chunk))
         for item_id, positions in by_item.items():
