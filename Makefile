@@ -7,7 +7,7 @@ ONNX_DIR ?= build/onnx
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test test-fast lint export train report clean
+.PHONY: setup serve test test-fast lint export train report bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,13 @@ train: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m training report
+
+# Engine vs one full ONNX model per item vs transformers+peft, side by side (bench/results/).
+bench: export
+	$(BIN)/python -m bench
+
+bench-quick: export
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
