@@ -19,11 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
                         help="int8: also build a quantized trunk and measure its QWK change per item")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backbones", default=None,
+                        help="comma-separated backbone names to export (default: every backbone with adapters); "
+                             "the others keep what was exported before")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
+        backbones = tuple(args.backbones.split(",")) if args.backbones else None
         manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, args.precision == "int8",
-                                            args.threads))
+                                            args.threads, backbones=backbones))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

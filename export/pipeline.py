@@ -65,6 +65,9 @@ class ExportOptions:
     backbone_folders: dict[str, Path] = field(default_factory=dict)  # backbone name -> local folder (tests)
     # Validation/test answers of items whose data is not the ASAP set: item -> split -> (texts, 0-based labels)
     item_texts: dict[str, dict[str, tuple[list[str], list[int]]]] = field(default_factory=dict)
+    # Export only these backbones (None: all). The others keep their previous export as it was, so adding an
+    # English item never re-validates ten multilingual heads.
+    backbones: tuple[str, ...] | None = None
     log: Callable[[str], None] = print
 
 
@@ -134,7 +137,20 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
         groups.setdefault(record.config["backbone"]["name"], {})[item_id] = record
     if options.backbone is not None and len(groups) > 1:
         raise ValidationError(f"a backbone folder override needs items of one backbone; found {sorted(groups)}")
-    primary = DEFAULT_BACKBONE if DEFAULT_BACKBONE in groups else sorted(groups)[0]
+    wanted = set(groups) if options.backbones is None else set(options.backbones)
+    if unknown := wanted - set(groups):
+        raise ValidationError(f"no adapters of backbone(s) {sorted(unknown)} in {options.adapters}")
+    carried: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for name, records_of in groups.items():
+        kept = None if name in wanted else _carried_backbone(old, name, set(records_of))
+        if kept is not None:
+            carried[name] = kept
+    served = wanted | set(carried)
+    primary = DEFAULT_BACKBONE if DEFAULT_BACKBONE in served else sorted(served)[0]
+    if old.get("primary_backbone") in set(carried) - {primary}:
+        # The old primary's files sit at the top level, where the new primary's go: re-export it to its folder.
+        del carried[old["primary_backbone"]]
+        wanted.add(old["primary_backbone"])
 
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "exporter_version": EXPORTER_VERSION, "opset": graphs.OPSET,
@@ -143,7 +159,12 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
                    "logits": "float32"},
         "primary_backbone": primary, "backbones": {}, "items": {},
     }
-    for name in [primary, *sorted(set(groups) - {primary})]:
+    for name in [primary, *sorted(served - {primary})]:
+        if name in carried:
+            manifest["backbones"][name], kept_items = carried[name]
+            manifest["items"].update(kept_items)
+            options.log(f"{name}: kept as exported before ({len(kept_items)} items)")
+            continue
         folder = out if name == primary else out / "backbones" / _slug(name)
         manifest["backbones"][name] = _export_backbone(name, groups[name], folder, old, manifest, options)
     manifest.update(manifest["backbones"][primary])  # the single-backbone (format 1) view
@@ -154,6 +175,18 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(manifest_path)
     return manifest
+
+
+def _carried_backbone(old: dict[str, Any], name: str, item_ids: set[str]
+                      ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A backbone left out of this export: its previous entry and items, or None when it was never exported
+    here."""
+    entry = old.get("backbones", {}).get(name)
+    if entry is None:
+        return None
+    items = {item_id: item for item_id, item in old.get("items", {}).items()
+             if item.get("backbone") == name and item_id in item_ids}
+    return entry, items
 
 
 def _export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, old: dict[str, Any],

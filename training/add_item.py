@@ -42,8 +42,10 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     low = item.score_range.low
     texts = {key: {name: ([t for t, _ in rows], [s - low for _, s in rows])
                        for name, rows in (("validation", item.validation), ("test", item.test))}}
+    # Only the new item's backbone is exported: the other backbones' heads stay as they were.
     manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
-                                        backbone=backbone if Path(backbone).is_dir() else None))
+                                        backbone=backbone if Path(backbone).is_dir() else None,
+                                        backbones=(str(adapter["backbone"]["name"]),)))
     entry = manifest["items"][key]
     return {"item_id": key, "version": adapter["version"], "score_range": str(item.score_range),
             "sizes": {name: len(rows) for name, rows in item.splits().items()},

@@ -15,6 +15,7 @@ from app.onnx_parts import pad
 from app.registry import load_artifacts
 from app.settings import Settings
 from export.pipeline import ExportOptions, export_all
+from export.validate import ValidationError
 from tests.conftest import tiny_item
 from training.backbones import resolve_backbone
 from training.pipeline import train_adapter
@@ -96,3 +97,27 @@ def test_item_on_a_trunk_it_was_not_trained_with_is_refused(mixed_export: Path, 
     assert isinstance(wrong_hash, ItemUnavailable) and "re-export" in wrong_hash.message
     assert "ffffffffffff" in wrong_hash.message
     assert isinstance(no_trunk, ItemUnavailable) and "does not serve" in no_trunk.message
+
+
+def test_exporting_one_backbone_keeps_the_others(mixed_export: Path, two_backbones: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    """What add-item does: only the new item's backbone is re-exported; the other keeps its files and items."""
+    root = mixed_export.parent
+    copy = tmp_path / "onnx"
+    shutil.copytree(mixed_export, copy)
+    before = json.loads((copy / "manifest.json").read_text())
+    first, second = (resolve_backbone(str(path)).spec.name for path in two_backbones)
+    folders = {first: two_backbones[0], second: two_backbones[1]}
+    logs: list[str] = []
+    after = export_all(ExportOptions(root / "adapters", copy, backbone_folders=folders, backbones=(first,),
+                                     log=logs.append))
+    assert set(after["items"]) == {"item-a", "item-b", "item-c"}
+    assert after["backbones"][second] == before["backbones"][second]
+    assert after["items"]["item-b"] == before["items"]["item-b"]
+    assert any(line.startswith(f"{second}: kept") for line in logs)
+    with pytest.raises(ValidationError, match="no adapters of backbone"):
+        export_all(ExportOptions(root / "adapters", copy, backbone_folders=folders, backbones=("nope",),
+                                 log=lambda _: None))
+    backend = OnnxBackend(Settings(artifacts=copy, threads=1, device="cpu"))
+    backend.warm_up()
+    assert not any(isinstance(o, Exception) for o in backend.score([("item-a", "acid"), ("item-c", "idk")]))
