@@ -15,6 +15,7 @@ from app import metrics
 from app.backend import Outcome, Scored
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
+from app.length_buckets import length_buckets
 from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, softmax
 from app.registry import Artifacts, ItemSpec, item_spec, load_artifacts
 from app.settings import Settings
@@ -164,11 +165,9 @@ class OnnxBackend:
             for index, row in zip(indices, trunk.encoder.encode([rows[i][1] for i in indices]), strict=True):
                 encoded[index] = row
             metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
-            order = sorted(indices, key=lambda i: len(encoded[i][0]))  # little padding per trunk run
-            step = self.settings.max_batch_rows
-            for start in range(0, len(order), step):
-                chunk = order[start : start + step]
-                self._score_chunk(trunk, rows, encoded, chunk, outcomes)
+            order = sorted(indices, key=lambda i: len(encoded[i][0]))
+            for bucket in length_buckets([len(encoded[i][0]) for i in order], self.settings.max_batch_rows):
+                self._score_chunk(trunk, rows, encoded, order[bucket], outcomes)
         return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
 
     def _score_chunk(self, trunk: Trunk, rows: list[tuple[str, str]], encoded: list[tuple[list[int], bool]],

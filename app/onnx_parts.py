@@ -20,6 +20,8 @@ def session_options(threads: int, arena: bool) -> ort.SessionOptions:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Many co-resident sessions: spinning pools fight each other for the cores (3-4x slower measured).
+    # The trunk alone too: spinning its pool sped a lone trunk run up 15 %, but the heads that follow it
+    # then share the cores with the spinning threads (engine throughput 77 -> 57 answers/s, bench/).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Arenas grow per session (~50 MB each after a batch-32 run); heads run without one.
     options.enable_cpu_mem_arena = arena

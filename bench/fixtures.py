@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +41,15 @@ PERTURBATION = 0.05
 
 
 def adapter_tensors(path: Path) -> dict[str, NDArray[np.float32]]:
-    parameters = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
-    return {name: np.asarray(value.numpy(), dtype=np.float32) for name, value in parameters.items()}
+    adapter = ort.AdapterFormat.read_adapter(str(path))
+    # The arrays view the adapter's buffer: copy them while it is alive (views of a freed one read garbage).
+    tensors = {name: np.array(value.numpy(), dtype=np.float32, copy=True)
+               for name, value in adapter.get_parameters().items()}
+    del adapter
+    for name, value in tensors.items():
+        if not np.isfinite(value).all():
+            raise ValueError(f"{path}: parameter {name} is not finite")
+    return tensors
 
 
 def perturbed(tensors: dict[str, NDArray[np.float32]], seed: int) -> dict[str, NDArray[np.float32]]:
@@ -53,8 +62,16 @@ class BenchArtifacts:
     def __init__(self, source: Path, root: Path) -> None:
         self.source = source  # the exporter's output for the real items
         self.root = root
-        self.manifest: dict[str, Any] = json.loads((source / "manifest.json").read_text())
+        manifest_bytes = (source / "manifest.json").read_bytes()
+        self.manifest: dict[str, Any] = json.loads(manifest_bytes)
         self.split_layer = int(self.manifest["backbone"]["split_layer"])
+        # Everything here derives from that export: a new export (retrained adapters) rebuilds it all.
+        stamp = root / "source.sha256"
+        digest = hashlib.sha256(manifest_bytes).hexdigest()
+        if not stamp.is_file() or stamp.read_text() != digest:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            stamp.write_text(digest)
 
     @property
     def pool(self) -> Path:

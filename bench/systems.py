@@ -112,8 +112,9 @@ class FullModels:
 
         while len(self.sessions) >= self.capacity:
             self.sessions.popitem(last=False)
-        # Same options as the engine's sessions: no spinning, arena on (one model runs at a time).
-        self.sessions[item] = load_session(self.files[item], self.threads, arena=True)
+        # The engine's session options, arena off: with one arena per session each would keep its peak
+        # allocation after its first run, and the baseline should get its leanest memory, not its worst.
+        self.sessions[item] = load_session(self.files[item], self.threads, arena=False)
 
     def switch(self, item: str) -> None:
         self.ensure(item)
@@ -173,7 +174,11 @@ class NaivePeft:
         classifier.weight.data.copy_(state.pop("classifier.weight"))
         classifier.bias.data.copy_(state.pop("classifier.bias"))
         self.model.add_adapter(item, self.config)
-        set_peft_model_state_dict(self.model, state, adapter_name=item)
+        loaded: Any = set_peft_model_state_dict(self.model, state, adapter_name=item)
+        # A renamed key would leave the LoRA at zero and score with the bare backbone, silently.
+        missing = [key for key in loaded.missing_keys if f".{item}." in key]
+        if loaded.unexpected_keys or missing:
+            raise RuntimeError(f"{item}: adapter keys did not load: {loaded.unexpected_keys[:3]} {missing[:3]}")
         self.classifiers[item] = classifier.eval()
 
     def switch(self, item: str) -> None:

@@ -22,19 +22,17 @@ class Workload:
         return self.answers[self.source[item]]
 
     def single_item(self, count: int, seed: int) -> list[Row]:
-        """Every row for one item (the first real one): the best case for any system."""
-        rng = random.Random(seed)
-        item = self.items[0]
-        return [(item, rng.choice(self.texts_of(item))) for _ in range(count)]
+        """The mixed rows' very texts (same seed), all sent to one item: the best case for any system. Same
+        texts, so the mixed/single ratio measures what spreading rows over items costs, not answer length."""
+        return [(self.items[0], text) for _, text in self.mixed(count, seed)]
 
-    def mixed(self, count: int, seed: int) -> list[Row]:
-        """Rows spread over all N items, in random order, as a class set mixing items would be."""
+    def mixed(self, count: int, seed: int, real_only: bool = False) -> list[Row]:
+        """Rows spread over all N items (or the real ones), in random order, as a class set mixing items."""
+        items = [item for item in self.items if item == self.source[item]] if real_only else self.items
         rng = random.Random(seed)
-        rows = []
-        for position in range(count):
-            item = self.items[position % len(self.items)]
-            rows.append((item, rng.choice(self.texts_of(item))))
-        rng.shuffle(rows)
+        rows = [(items[position % len(items)], rng.choice(self.texts_of(items[position % len(items)])))
+                for position in range(count)]
+        random.Random(seed + 1).shuffle(rows)
         return rows
 
     def switching(self, count: int, seed: int) -> list[Row]:
