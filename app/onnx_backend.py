@@ -16,7 +16,7 @@ from app.backend import Outcome, Scored
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
-from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, softmax
+from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, release_freed_memory, softmax
 from app.registry import Artifacts, ItemSpec, item_spec, load_artifacts
 from app.settings import Settings
 from app.trunks import Trunk, load_trunks, trunk_for
@@ -84,6 +84,7 @@ class OnnxBackend:
         if spec.key not in self.verified:
             self._check_golden(spec, head, trunk)
             self.verified.add(spec.key)
+            release_freed_memory()
         return head
 
     def _check_golden(self, spec: ItemSpec, head: HeadRunner, trunk: Trunk) -> None:
@@ -144,6 +145,7 @@ class OnnxBackend:
             if spec is None:
                 raise RuntimeError(f"pinned/warm item {item_id!r} is not in the manifest")
             self.cache.get(spec)
+        release_freed_memory()  # the sessions' construction freed far more than they keep
         self.ready = True
 
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:

@@ -47,6 +47,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     if engine and naive:
         out["throughput_vs_naive"] = (engine["throughput_mixed"]["answers_per_s"]
                                       / naive["throughput_mixed"]["answers_per_s"])
+    int8 = _run(results, "engine-int8", n)
+    if int8 and naive:  # the opt-in int8 trunk (SCORER_PRECISION=int8), not the default engine
+        out["throughput_vs_naive_int8"] = (int8["throughput_mixed"]["answers_per_s"]
+                                           / naive["throughput_mixed"]["answers_per_s"])
     out["trunk_fraction_of_peak"] = results["peak"]["trunk_fraction_of_peak"]
     out["goals_met"] = {key: _meets(out.get(key), *goal) for key, goal in GOALS.items()}
     return out
@@ -124,7 +128,9 @@ def write_summary(results: dict[str, Any], out: Path, name: str) -> None:
                      f"| {'yes' if met else 'no' if met is not None else 'not run'} |")
     lines += ["", f"Ratios at N = {head['n']}. Same scenario with every full model resident (no memory budget): "
               f"latency ratio {_fmt(head.get('latency_vs_full_resident_p50'), 2)} — the split saves memory, "
-              "load and switch time, not per-answer compute.", "",
+              "load and switch time, not per-answer compute. "
+              f"Engine with the int8 trunk vs naive, mixed traffic: {_fmt(head.get('throughput_vs_naive_int8'), 2)}"
+              " (int8 is opt-in: `SCORER_PRECISION=int8`, allowed by its measured QWK change).", "",
               "## Per system and N", "", *_rows(results), "", *_estimated_full_memory(results), "",
               *_agreement(results), "",
               "## The physical limit", "",
