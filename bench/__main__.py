@@ -8,6 +8,7 @@ markdown and plots (the quick run writes quick.json and quick_summary.md only).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -42,15 +43,28 @@ QUICK = Sizes(ns=(27,), cold_samples=20, warm_samples=300, latency_requests=40, 
 FULL = Sizes(ns=(10, 27, 100, 1000), cold_samples=60, warm_samples=2000, latency_requests=120,
              throughput_answers=512, http_seconds=20, http_clients=16, full_pool=27, engine_int8=True)
 BATCH = 32
+# peft adapters kept loaded by the naive system: loading 1,000 costs O(N^2) (each add walks all loaded ones:
+# 18 s for 100, ~30 min extrapolated for 1,000), so a user would keep an LRU, as for the full models.
+NAIVE_RESIDENT = 100
 
 
-def run_worker(plan: dict[str, Any], scratch: Path) -> dict[str, Any]:
+def run_worker(plan: dict[str, Any], runs: Path, resume: bool) -> dict[str, Any]:
+    """One system at one N in a child process; its result is kept under `runs` with its plan's hash, and
+    `--resume` reuses a kept result whose plan is unchanged (an interrupted full run picks up there)."""
     name = f"{plan['system']}-N{plan['n']}"
-    plan_path, out_path = scratch / f"{name}.plan.json", scratch / f"{name}.json"
-    plan_path.write_text(json.dumps(plan))
+    plan_text = json.dumps(plan, sort_keys=True)
+    plan_hash = hashlib.sha256(plan_text.encode()).hexdigest()
+    plan_path, out_path = runs / f"{name}.plan.json", runs / f"{name}.json"
+    if resume and out_path.is_file():
+        kept: dict[str, Any] = json.loads(out_path.read_text())
+        if kept.get("plan_sha256") == plan_hash:
+            return kept
+    plan_path.write_text(plan_text)
     env = {**os.environ, "OMP_NUM_THREADS": str(plan["threads"])}
     subprocess.run([sys.executable, "-m", "bench.worker", str(plan_path), str(out_path)], check=True, env=env)
     result: dict[str, Any] = json.loads(out_path.read_text())
+    result["plan_sha256"] = plan_hash
+    out_path.write_text(json.dumps(result))
     return result
 
 
@@ -79,8 +93,19 @@ def plans_for(n: int, sizes: Sizes, artifacts: BenchArtifacts, threads: int, bac
                  "tokenizer": str(artifacts.source / artifacts.manifest["tokenizer"]["file"]),
                  "max_length": backbone_meta["max_length"]},
         "naive": {**common, "system": "naive", "files": naive_files, "backbone": str(backbone),
-                  "split_layer": artifacts.split_layer, "layers": _layers(backbone)},
+                  "split_layer": artifacts.split_layer, "layers": _layers(backbone),
+                  "capacity": min(n, NAIVE_RESIDENT), **_naive_samples(n, sizes)},
     }
+
+
+def _naive_samples(n: int, sizes: Sizes) -> dict[str, int]:
+    """Beyond NAIVE_RESIDENT items nearly every naive switch deletes and adds a peft adapter (~0.3-1 s):
+    fewer samples keep that run to minutes; the percentiles come from the same procedure."""
+    if n <= NAIVE_RESIDENT:
+        return {}
+    return {"cold_samples": min(sizes.cold_samples, 20), "warm_samples": min(sizes.warm_samples, 200),
+            "latency_requests": min(sizes.latency_requests, 40),
+            "throughput_answers": min(sizes.throughput_answers, 128)}
 
 
 def _layers(backbone: Path) -> int:
@@ -96,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--systems", default="engine,engine-int8,full,naive")
     parser.add_argument("--ns", default=None, help="comma-separated N (default: by mode)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse kept per-run results (build/bench/runs/) whose plan is unchanged")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     ns = tuple(int(n) for n in args.ns.split(",")) if args.ns else sizes.ns
@@ -112,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "threads": args.threads,
                                "batch": BATCH, "sizes": sizes.__dict__ | {"ns": list(ns)}, "runs": {}}
+    runs = args.work / "runs" / results["mode"]
+    runs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         peak_path = scratch / "peak.json"
@@ -128,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 engine = results["runs"].get(f"engine-N{n}")
                 if system == "full" and engine:
                     plan["budget_bytes"] = engine["rss_loaded_bytes"]
-                results["runs"][f"{system}-N{n}"] = run_worker(plan, scratch)
+                results["runs"][f"{system}-N{n}"] = run_worker(plan, runs, args.resume)
         from bench.http_load import ServiceProcess, http_scenarios
 
         service = ServiceProcess(args.artifacts, args.threads, scratch / "service.log")

@@ -40,7 +40,8 @@ def build(plan: dict[str, Any], capacity: int | None = None) -> System:
         return FullModels(files, specs, Path(plan["tokenizer"]), plan["max_length"], plan["threads"],
                           capacity or plan["capacity"])
     files = {item: Path(path) for item, path in plan["files"].items()}
-    return NaivePeft(Path(plan["backbone"]), files, specs, plan["split_layer"], plan["layers"], plan["threads"])
+    return NaivePeft(Path(plan["backbone"]), files, specs, plan["split_layer"], plan["layers"], plan["threads"],
+                     capacity or plan["capacity"])
 
 
 def throughput(system: System, rows: list[Row], batch: int) -> dict[str, float]:
