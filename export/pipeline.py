@@ -135,22 +135,23 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
     groups: dict[str, dict[str, AdapterRecord]] = {}
     for item_id, record in records.items():
         groups.setdefault(record.config["backbone"]["name"], {})[item_id] = record
-    if options.backbone is not None and len(groups) > 1:
-        raise ValidationError(f"a backbone folder override needs items of one backbone; found {sorted(groups)}")
     wanted = set(groups) if options.backbones is None else set(options.backbones)
     if unknown := wanted - set(groups):
         raise ValidationError(f"no adapters of backbone(s) {sorted(unknown)} in {options.adapters}")
+    if options.backbone is not None and len(wanted) > 1:
+        raise ValidationError(f"a backbone folder override needs items of one backbone; found {sorted(wanted)}")
     carried: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for name, records_of in groups.items():
-        kept = None if name in wanted else _carried_backbone(old, name, set(records_of))
+        kept = None if name in wanted else _carried_backbone(old, name, records_of, options.log)
         if kept is not None:
             carried[name] = kept
     served = wanted | set(carried)
     primary = DEFAULT_BACKBONE if DEFAULT_BACKBONE in served else sorted(served)[0]
-    if old.get("primary_backbone") in set(carried) - {primary}:
+    old_primary = old.get("primary_backbone") or old.get("backbone", {}).get("name")  # format 1: the only one
+    if old_primary in set(carried) - {primary}:
         # The old primary's files sit at the top level, where the new primary's go: re-export it to its folder.
-        del carried[old["primary_backbone"]]
-        wanted.add(old["primary_backbone"])
+        del carried[old_primary]
+        wanted.add(old_primary)
 
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "exporter_version": EXPORTER_VERSION, "opset": graphs.OPSET,
@@ -177,15 +178,21 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
     return manifest
 
 
-def _carried_backbone(old: dict[str, Any], name: str, item_ids: set[str]
-                      ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _carried_backbone(old: dict[str, Any], name: str, records: dict[str, AdapterRecord],
+                      log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """A backbone left out of this export: its previous entry and items, or None when it was never exported
-    here."""
-    entry = old.get("backbones", {}).get(name)
-    if entry is None:
+    here. Items of a format-1 manifest name no backbone: they are its one backbone's."""
+    entry = _old_backbone_entry(old, name)
+    if not entry.get("trunk"):
         return None
+    default = old.get("backbone", {}).get("name")
     items = {item_id: item for item_id, item in old.get("items", {}).items()
-             if item.get("backbone") == name and item_id in item_ids}
+             if item.get("backbone", default) == name and item_id in records}
+    stale = sorted(item_id for item_id, item in items.items() if item.get("version") != records[item_id].version)
+    missing = sorted(set(records) - set(items))
+    if stale or missing:
+        log(f"{name}: not exported this time, so these adapters are not served at their current version: "
+            f"{', '.join(stale + missing)} (export that backbone to serve them)")
     return entry, items
 
 
