@@ -44,6 +44,7 @@ class BackboneFiles:
     tokenizer_path: Path
     adapter_head_path: Path | None
     int8_path: Path | None  # only where the export allowed it
+    fp16_path: Path | None  # likewise; for the GPU
     max_length: int
     text_prefix: str
 
@@ -53,13 +54,13 @@ def backbone_entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if "backbones" in manifest:
         entries: dict[str, dict[str, Any]] = manifest["backbones"]
         return entries
-    keys = ("backbone", "trunk", "tokenizer", "adapter_head", "int8")
+    keys = ("backbone", "trunk", "tokenizer", "adapter_head", "int8", "fp16")
     single: dict[str, Any] = {key: manifest[key] for key in keys if key in manifest}
     return {str(manifest["backbone"]["name"]): single}
 
 
 def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
-    head, int8 = entry.get("adapter_head"), entry.get("int8")
+    head, int8, fp16 = entry.get("adapter_head"), entry.get("int8"), entry.get("fp16")
     return BackboneFiles(
         name=str(entry["backbone"]["name"]),
         weights_sha256=str(entry["backbone"]["weights_sha256"]),
@@ -68,6 +69,7 @@ def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
         tokenizer_path=root / str(entry["tokenizer"]["file"]),
         adapter_head_path=root / str(head["file"]) if head else None,
         int8_path=root / str(int8["file"]) if int8 and int8.get("allowed") else None,
+        fp16_path=root / str(fp16["file"]) if fp16 and fp16.get("allowed") else None,
         max_length=int(entry["backbone"]["max_length"]),
         text_prefix=str(entry["backbone"].get("text_prefix", "")),
     )

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when the GPU build sees a device
-    precision: Literal["fp32", "int8", "auto"] = "fp32"  # int8 only where the manifest allows it
+    # int8 (CPU) / fp16 (CUDA) only where the manifest allows it; auto: the device's one when allowed
+    precision: Literal["fp32", "int8", "fp16", "auto"] = "fp32"
     threads: int = Field(0, ge=0)  # ORT intra-op threads; 0 = all cores
     # Head cache: bytes, not entries (heads differ in size). Adapter files are ~1 MB, merged heads ~20 MB.
     cache_bytes: int = Field(512 * 1024 * 1024, gt=0)

@@ -29,12 +29,15 @@ class Trunk:
 
 def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str) -> Trunk:
     path = files.trunk_path
-    if precision in ("int8", "auto") and device == "cpu":
-        if files.int8_path is not None:
-            path = files.int8_path
-        elif precision == "int8":
-            raise RuntimeError(f"SCORER_PRECISION=int8 but the manifest does not allow the int8 trunk of "
-                               f"{files.name} (its measured QWK drop is too large, or it was not exported)")
+    # auto: the reduced trunk made for this device (int8 on CPU, fp16 on CUDA) where the manifest allows it.
+    reduced, variant = (files.int8_path, "int8") if device == "cpu" else (files.fp16_path, "fp16")
+    if precision in ("int8", "fp16") and precision != variant:
+        raise RuntimeError(f"SCORER_PRECISION={precision} is not for device {device} (int8: cpu, fp16: cuda)")
+    if precision in (variant, "auto") and reduced is not None:
+        path = reduced
+    elif precision == variant:
+        raise RuntimeError(f"SCORER_PRECISION={precision} but the manifest does not allow the {precision} trunk "
+                           f"of {files.name} (its measured QWK drop is too large, or it was not exported)")
     session = load_session(path, threads, arena=True, device=device)
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "

@@ -16,8 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapters", default="adapters", type=Path)
     parser.add_argument("--out", default="build/onnx", type=Path)
     parser.add_argument("--head-format", choices=["ort-adapter", "merged"], default="ort-adapter")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="int8: also build a quantized trunk and measure its QWK change per item")
+    parser.add_argument("--precision", choices=["fp32", "int8", "fp16"], nargs="+", default=["fp32"],
+                        help="int8 (CPU) / fp16 (GPU): also build that trunk and measure its QWK change per item")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", default=None,
                         help="comma-separated backbone names to export (default: every backbone with adapters); "
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         backbones = tuple(args.backbones.split(",")) if args.backbones else None
-        manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, args.precision == "int8",
-                                            args.threads, backbones=backbones))
+        manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, "int8" in args.precision,
+                                            args.threads, backbones=backbones, fp16="fp16" in args.precision))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

@@ -46,7 +46,7 @@ HeadFormat = Literal["ort-adapter", "merged"]
 EXPORTER_VERSION = 1
 MANIFEST_FORMAT = 2  # 2: "backbones" lists every trunk; the top-level trunk keys mirror the primary one
 GOLDEN_COUNT = 8
-INT8_MAX_MEAN_QWK_DROP = 0.005
+MAX_MEAN_QWK_DROP = 0.005
 
 
 def _key(parts: dict[str, Any]) -> str:
@@ -68,6 +68,7 @@ class ExportOptions:
     # Export only these backbones (None: all). The others keep their previous export as it was, so adding an
     # English item never re-validates ten multilingual heads.
     backbones: tuple[str, ...] | None = None
+    fp16: bool = False  # also a half-precision trunk for the GPU (inputs and outputs stay int64 / float32)
     log: Callable[[str], None] = print
 
 
@@ -260,10 +261,12 @@ def _export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path,
         if history:
             manifest.setdefault("history", {})[item_id] = history[:5]
     items = {item_id: manifest["items"][item_id] for item_id in records}
-    if options.int8:
-        entry["int8"] = _int8_variant(items, folder, tokenizer, entry, options)
-    elif "int8" in old_entry and (folder / "trunk.int8.onnx").is_file() and old_trunk.get("key") == trunk_key:
-        entry["int8"] = old_entry["int8"]
+    for variant, wanted in (("int8", options.int8), ("fp16", options.fp16)):
+        if wanted:
+            entry[variant] = _reduced_variant(variant, items, folder, tokenizer, entry, options)
+        elif (variant in old_entry and (folder / f"trunk.{variant}.onnx").is_file()
+              and old_trunk.get("key") == trunk_key):
+            entry[variant] = old_entry[variant]
     return entry
 
 
@@ -361,14 +364,29 @@ def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any
     }
 
 
-def _int8_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any, entry: dict[str, Any],
-                  options: ExportOptions) -> dict[str, Any]:
-    """Dynamic per-channel int8 trunk; its test-QWK change per item decides whether serving may use it."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _write_reduced_trunk(variant: str, source: Path, path: Path) -> None:
+    if variant == "int8":  # CPU: dynamic per-channel int8 weights
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        quantize_dynamic(str(source), str(path), per_channel=True, weight_type=QuantType.QInt8)
+        return
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # GPU: fp16 weights and activations; the graph's inputs/outputs keep their types, so the service and
+    # the heads (fp32) feed and read it unchanged.
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(path))
+
+
+def _reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any,
+                     entry: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """An int8 (CPU) or fp16 (GPU) trunk; its test-QWK change per item decides whether serving may use it.
+
+    The change is measured here with ONNX Runtime's CPU kernels; a GPU's fp16 kernels round differently
+    (fp16 accumulation), so an fp16 figure is the graph's precision loss, not a CUDA measurement."""
     out = options.out
-    path = folder / "trunk.int8.onnx"
-    quantize_dynamic(str(folder / "trunk.onnx"), str(path), per_channel=True, weight_type=QuantType.QInt8)
+    path = folder / f"trunk.{variant}.onnx"
+    _write_reduced_trunk(variant, folder / "trunk.onnx", path)
     trunk8 = load_session(path, options.threads, arena=True)
     shared = None
     if "adapter_head" in entry:
@@ -384,14 +402,15 @@ def _int8_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any
         answers, truth = texts["test"]
         rows = encode_texts(tokenizer, answers, entry["backbone"]["text_prefix"])
         qwk8 = qwk_of(onnx_logits(trunk8, head, rows), truth, item["thresholds"])
-        item["qwk"]["test"]["qwk_int8"] = qwk8
+        item["qwk"]["test"][f"qwk_{variant}"] = qwk8
         changes[item_id] = qwk8 - item["qwk"]["test"]["qwk_onnx"]
     mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")
-    allowed = bool(changes) and -mean_change <= INT8_MAX_MEAN_QWK_DROP
-    options.log(f"{entry['backbone']['name']} int8 trunk: mean test-QWK change {mean_change:+.4f} "
+    allowed = bool(changes) and -mean_change <= MAX_MEAN_QWK_DROP
+    options.log(f"{entry['backbone']['name']} {variant} trunk: mean test-QWK change {mean_change:+.4f} "
                 f"-> allowed={allowed}")
     return {
         "file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "test_qwk_change": changes, "mean_test_qwk_change": mean_change, "allowed": allowed,
-        "rule": f"serving may use int8 only when the mean test-QWK drop is <= {INT8_MAX_MEAN_QWK_DROP}",
+        "rule": f"serving may use {variant} only when the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}",
+        "measured_on": "CPUExecutionProvider",
     }

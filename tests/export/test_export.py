@@ -11,18 +11,6 @@ import pytest
 from app.onnx_parts import AdapterHead, MergedHead, load_session, pad
 from export.pipeline import ExportOptions, export_all
 from export.validate import ValidationError
-from tests.conftest import tiny_item
-from training.pipeline import train_adapter
-from training.trainer import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_adapters(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("adapters")
-    for item_id, seed in (("item-a", 1), ("item-b", 2)):
-        config = TrainConfig(split_layer=1, max_epochs=2, batch_size=8, seed=seed, learning_rate=5e-3)
-        train_adapter(tiny_item(item_id), root, config, str(tiny_backbone))
-    return root
 
 
 def _export(adapters: Path, out: Path, backbone: Path, head_format: str = "ort-adapter") -> dict:  # type: ignore[type-arg]
