@@ -93,3 +93,40 @@ def test_mismatched_or_corrupt_adapter_is_refused(tiny_adapters: Path, tiny_back
 
 def test_ort_rejects_nothing_silently() -> None:
     assert "CPUExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.parametrize("head_format", ["ort-adapter", "merged"])
+def test_trunk_then_head_equals_one_full_merged_model(tiny_adapters: Path, tiny_backbone: Path, tmp_path: Path,
+                                                      head_format: str) -> None:
+    """The split is exact: trunk.onnx -> head equals the whole LoRA-merged model exported as one graph."""
+    import warnings
+
+    import torch
+
+    from training.artifacts import current_record
+    from training.encoder import TARGET_PRESETS, attach_lora, build_model, load_adapter_state, merge_lora
+
+    manifest = _export(tiny_adapters, tmp_path / "split", tiny_backbone, head_format)
+    record = current_record(tiny_adapters, "item-a")
+    assert record is not None
+    config, train = record.config, record.config["train"]
+    model = build_model(tiny_backbone, config["split_layer"], len(config["labels"]))
+    attach_lora(model, TARGET_PRESETS[train["targets"]], train["rank"], train["alpha"])
+    load_adapter_state(model, record.state())
+    merge_lora(model)
+    model.eval()
+    ids, mask = pad([[101, 7570, 2003, 2748, 102], [101, 2748, 102]])
+    full_path = tmp_path / "full.onnx"
+    seq = {0: "batch", 1: "seq"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(ids), torch.from_numpy(mask)), str(full_path),
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": seq, "attention_mask": seq}, opset_version=17, dynamo=False)
+    whole = load_session(full_path, 1, arena=False).run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    trunk = load_session(tmp_path / "split" / "trunk.onnx", 1, arena=False)
+    hidden = trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+    path = tmp_path / "split" / manifest["items"]["item-a"]["file"]
+    head = (MergedHead(path, 1) if head_format == "merged" else
+            AdapterHead(load_session(tmp_path / "split" / manifest["adapter_head"]["file"], 1, arena=False), path))
+    assert np.abs(head.logits(hidden, mask) - whole).max() < 1e-4
