@@ -181,7 +181,8 @@ def _config_section(items: list[ItemResult]) -> list[str]:
     for item_id, backbone, config in configs:
         train = config["train"]
         key = (f"{backbone}: S = {config['split_layer']}, targets {train['targets']}, rank {train['rank']}, "
-               f"alpha {train['alpha']:g}, lr {train['learning_rate']:g}")
+               f"alpha {train['alpha']:g}, lr {train['learning_rate']:g}"
+               + (", class-weighted loss" if train.get("class_weighted") else ""))
         used.setdefault(key, []).append(item_id)
     return ["## LoRA configuration", "", *[f"- {key}: {', '.join(ids)}" for key, ids in used.items()]]
 
