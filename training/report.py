@@ -197,7 +197,10 @@ def _sweep_section(path: Path) -> list[str]:
                      _fmt(result.get("val_qwk_argmax")), str(result.get("best_epoch", DASH)),
                      _fmt(result.get("seconds"), 0)])
     header = ["item", "variant", "val QWK", "val QWK argmax", "best epoch", "seconds"]
-    return ["## Sweep (validation split)", "", *_table(header, rows)]
+    intro = ("Variants are compared on each item's validation split only (the test split is not looked at). "
+             "S is the first layer that carries LoRA: the layers below it are the trunk every item shares, "
+             "so a larger S is cheaper to serve. Seconds: one training run's wall time.")
+    return ["## Sweep (validation split)", "", intro, "", *_table(header, rows)]
 
 
 def _reproduce_section() -> list[str]:
