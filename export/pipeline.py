@@ -36,10 +36,10 @@ from export.validate import (
     require_match,
     torch_logits,
 )
-from training.artifacts import AdapterRecord, load_record, read_manifest
+from training.artifacts import AdapterRecord, adapter_model, load_record, read_manifest
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.backbones import DEFAULT_BACKBONE, ResolvedBackbone, file_sha256, resolve_backbone
-from training.encoder import attach_lora, build_model, load_adapter_state, load_backbone_weights, merge_lora
+from training.encoder import build_model, load_backbone_weights, merge_lora
 from training.tokenize import encode_texts, load_tokenizer
 
 HeadFormat = Literal["ort-adapter", "merged"]
@@ -87,17 +87,6 @@ def _item_texts(record: AdapterRecord, options: ExportOptions) -> dict[str, tupl
     low = item.score_range.low
     return {name: ([t for t, _ in rows], [s - low for _, s in rows])
             for name, rows in (("validation", item.validation), ("test", item.test))}
-
-
-def _adapter_model(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any) -> Any:
-    config = record.config
-    model = build_model(backbone.path, config["split_layer"], len(config["labels"]), backbone=weights)
-    train = config["train"]
-    from training.encoder import TARGET_PRESETS
-
-    attach_lora(model, TARGET_PRESETS[train["targets"]], train["rank"], train["alpha"])
-    load_adapter_state(model, record.state())
-    return model.eval()
 
 
 def _check_backbone(record: AdapterRecord, backbone: ResolvedBackbone) -> None:
@@ -282,7 +271,7 @@ def _shared_head(records: dict[str, AdapterRecord], backbone: ResolvedBackbone, 
                 "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
     path = out / f"head_adapter-{key}.onnx"
     first = next(iter(records.values()))
-    model = _adapter_model(first, backbone, weights)
+    model = adapter_model(first, backbone.path, weights)
     names = graphs.adapter_input_names(model.head)
     if old.get("adapter_head", {}).get("key") != key or not path.is_file():
         graphs.export_adapter_head(model, path)
@@ -296,7 +285,7 @@ def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any
                  trunk: ort.InferenceSession, shared_head: ort.InferenceSession | None, item_key: str,
                  options: ExportOptions) -> dict[str, Any]:
     config = record.config
-    model = _adapter_model(record, backbone, weights)
+    model = adapter_model(record, backbone.path, weights)
     folder = options.out / "items" / record.item_id
     folder.mkdir(parents=True, exist_ok=True)
     head: HeadRunner
@@ -313,7 +302,7 @@ def _export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any
         head = AdapterHead(shared_head, path)
     else:
         path = folder / f"{record.version}.onnx"
-        merged = _adapter_model(record, backbone, weights)
+        merged = adapter_model(record, backbone.path, weights)
         merge_lora(merged)
         graphs.export_merged_head(merged, path)
         head = MergedHead(path, options.threads)

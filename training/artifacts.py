@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from training.encoder import TARGET_PRESETS, EncoderConfig, ScoringModel, attach_lora, build_model, load_adapter_state
+
 ADAPTER_FILE = "adapter.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -47,6 +49,18 @@ class AdapterRecord:
 
     def state(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / ADAPTER_FILE))
+
+
+def adapter_model(
+    record: AdapterRecord, backbone_path: Path, weights: tuple[EncoderConfig, dict[str, torch.Tensor]] | None = None
+) -> ScoringModel:
+    """The backbone with this record's LoRA and classifier attached, in eval mode (unmerged)."""
+    config = record.config
+    model = build_model(backbone_path, config["split_layer"], len(config["labels"]), backbone=weights)
+    train = config["train"]
+    attach_lora(model, TARGET_PRESETS[train["targets"]], train["rank"], train["alpha"])
+    load_adapter_state(model, record.state())
+    return model.eval()
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -203,11 +203,31 @@ def _sweep_section(path: Path) -> list[str]:
     return ["## Sweep (validation split)", "", intro, "", *_table(header, rows)]
 
 
+DECODERS = ("tuned", "argmax", "fixed", "bagged", "cv-pick")
+
+
+def _decoding_section(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    results = _read_json(path)
+    rows = [[item_id, *(_fmt(result["test_qwk"][name]) for name in DECODERS), str(result["cv_pick"])]
+            for item_id, result in sorted(results.items())]
+    means = [_fmt(sum(result["test_qwk"][name] for result in results.values()) / len(results)) for name in DECODERS]
+    rows.append(["mean", *means, DASH])
+    intro = ("`python -m training.decoding_study`: the committed adapters' probabilities decoded five ways, test QWK. "
+             "tuned: the shipped cut points on the expected score, tuned on validation; fixed: cuts at k + 0.5; "
+             "bagged: median of cuts tuned on 30 bootstrap resamples of validation; cv-pick: per item, whichever of "
+             "argmax / tuned / bagged scored best in 5-fold cross-validation on validation.")
+    return ["## Decoding rules compared", "", intro, "",
+            *_table(["item", *DECODERS, "cv picked"], rows)]
+
+
 def _reproduce_section() -> list[str]:
     return ["## How to reproduce", "", "```",
             "python -m training train --items all", "python -m training baseline --items all",
             "python -m training --threads 2 train --backbone e5-multilingual --items all",
-            "python -m training report", "```"]
+            "python -m training sweep --items asap-01 asap-05 --variants 0:all-linear:2e-3 3:all-linear:2e-3",
+            "python -m training.decoding_study", "python -m training report", "```"]
 
 
 def _grid(count: int, size: float = 3.2) -> tuple[Figure, list[Axes]]:
@@ -300,7 +320,8 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
         _time_section(items),
-        _config_section(items), _sweep_section(out / "sweep.json"), _reproduce_section(),
+        _config_section(items), _sweep_section(out / "sweep.json"),
+        _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",
          "![confusion matrices](confusion_matrices.png)"],
     ]

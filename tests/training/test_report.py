@@ -56,6 +56,11 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
                                               "best_epoch": 2})
     _write(out / "sweep.json", {"asap-01|S=0|all-linear|lr=2e-3": {"val_qwk": 0.777, "val_qwk_argmax": 0.76,
                                                                     "best_epoch": 4, "seconds": 50.0}})
+    decoders = ("tuned", "argmax", "fixed", "bagged", "cv-pick")
+    _write(out / "decoding.json", {
+        "asap-01": {"test_qwk": dict(zip(decoders, (0.80, 0.70, 0.75, 0.79, 0.80), strict=True)), "cv_pick": "tuned"},
+        "asap-02": {"test_qwk": dict(zip(decoders, (0.60, 0.64, 0.65, 0.61, 0.64), strict=True)), "cv_pick": "argmax"},
+    })
 
     markdown = write_report(_adapters(tmp_path / "adapters"), full_dir, out).read_text()
 
@@ -71,6 +76,8 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     assert "Too few items" in markdown and "(1;" in markdown
     assert "S = 3, targets all-linear, rank 8" in markdown and "| 0.777 |" in markdown
     assert "python -m training report" in markdown
+    decoding_mean = next(line for line in lines if line.startswith("| mean |"))
+    assert decoding_mean == "| mean | 0.700 | 0.670 | 0.700 | 0.700 | 0.720 | – |"
     for name in ("qwk_per_item.png", "training_curves.png", "confusion_matrices.png"):
         assert (out / name).stat().st_size > 0
 
