@@ -23,13 +23,13 @@ from tqdm import tqdm
 from training.artifacts import AdapterRecord, adapter_model, current_record
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.backbones import resolve_backbone
+from training.cli import ADAPTERS, REPORTS
 from training.decoding import decode, tune_thresholds
 from training.encoder import load_backbone_weights
 from training.metrics import quadratic_weighted_kappa
 from training.pipeline import encode_item
 from training.trainer import FeatureSource, predict_proba
 
-REPO = Path(__file__).resolve().parents[1]
 Probabilities = NDArray[np.float64]
 Labels = NDArray[np.int64]
 CANDIDATES = ("argmax", "tuned", "bagged")
@@ -93,8 +93,8 @@ def _probabilities(record: AdapterRecord) -> dict[str, tuple[Probabilities, Labe
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.decoding_study", description=__doc__)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS, help="adapter keys (asap-01, asap-01-e5, ...)")
-    parser.add_argument("--adapters", type=Path, default=REPO / "adapters")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "decoding.json")
+    parser.add_argument("--adapters", type=Path, default=ADAPTERS)
+    parser.add_argument("--out", type=Path, default=REPORTS / "decoding.json")
     args = parser.parse_args(argv)
     results: dict[str, object] = {}
     for item_id in tqdm(args.items, desc="items", unit="item"):
