@@ -53,6 +53,9 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.scoring_app.state.draining = True
+        jobs = getattr(self.scoring_app.state, "jobs", None)
+        if jobs is not None:
+            jobs.pause()  # start no new job here; interactive requests in flight finish first
         if self.drain_delay_s > 0 and self._exit_at is None:
             # Runs in the signal handler: only record the deadline; on_tick (every 0.1 s) acts on it.
             self._exit_at = time.monotonic() + self.drain_delay_s

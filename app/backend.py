@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from app.answer_tokens import EncodedAnswer
 from app.errors import ScoringError
 from app.registry import ItemSpec
+
+# Answers whose readable tokens are at least this share unknown to the backbone's vocabulary (an answer in
+# a script the vocabulary lacks) are flagged for review: the model saw mostly `<unk>`, its score means little.
+UNKNOWN_SHARE_FOR_REVIEW = 0.5
 
 
 @dataclass(frozen=True)
@@ -18,13 +23,22 @@ class Scored:
     needs_review: bool
     adapter_version: str
     truncated: bool
+    review_reasons: list[str] = field(default_factory=list)  # low_confidence, unknown_words
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """One answer after its item's tokenizer: all the scorer and the duplicate cache need of it."""
+
+    item_id: str
+    encoded: EncodedAnswer
 
 
 Outcome = Scored | ScoringError
 
 
 class Backend(Protocol):
-    """Blocking calls; the service runs them in its inference thread, never on the event loop."""
+    """Blocking calls; the service runs them off the event loop, never on it."""
 
     ready: bool
 
@@ -32,8 +46,16 @@ class Backend(Protocol):
 
     def is_cached(self, spec: ItemSpec) -> bool: ...
 
+    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+        """(item id, answer) per row -> its tokens, or the row's own error (unknown item, nothing readable)."""
+        ...
+
+    def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
+        """One outcome per prepared row, in order; a bad row never fails the others."""
+        ...
+
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
-        """(item id, answer) per row -> one outcome per row, in order; a bad row never fails the others."""
+        """prepare + score_prepared in one call (benchmarks, tests)."""
         ...
 
     def warm_up(self) -> None: ...

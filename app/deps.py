@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from app.backend import Backend
 from app.jobs import JobRunner
 from app.scoring import ScoringService
-from app.security import check_key
+from app.security import Caller, check_key
 from app.settings import Settings
 
 
@@ -34,16 +34,17 @@ def get_jobs(request: Request) -> JobRunner:
 
 
 def require_key(settings: Annotated[Settings, Depends(get_settings_dep)],
-                authorization: Annotated[str | None, Header()] = None) -> None:
-    check_key(authorization, settings.api_keys_sha256, settings.admin_keys_sha256, need_admin=False)
+                authorization: Annotated[str | None, Header()] = None) -> Caller:
+    return check_key(authorization, settings.api_keys_sha256, settings.admin_keys_sha256, need_admin=False)
 
 
 def require_admin(settings: Annotated[Settings, Depends(get_settings_dep)],
-                  authorization: Annotated[str | None, Header()] = None) -> None:
-    check_key(authorization, settings.api_keys_sha256, settings.admin_keys_sha256, need_admin=True)
+                  authorization: Annotated[str | None, Header()] = None) -> Caller:
+    return check_key(authorization, settings.api_keys_sha256, settings.admin_keys_sha256, need_admin=True)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+CallerDep = Annotated[Caller, Depends(require_key)]

@@ -1,13 +1,16 @@
-"""Identical (item, adapter version, normalised answer) -> the earlier result. Many short answers repeat.
+"""Identical (item, adapter version, token ids) -> the earlier result. Many short answers repeat.
 
-Keys are SHA-256 digests: the cache never holds answer text. Redis when configured (shared by replicas,
-with a TTL); an in-process LRU otherwise. A Redis failure bypasses the cache, never the request."""
+The key is a digest of the ids the item's own tokenizer made of the answer (app/answer_tokens.py), so two
+answers share a score only when the model could not tell them apart. Keys are SHA-256 digests: the cache
+never holds answer text. Redis when configured (shared by replicas, with a TTL); an in-process LRU
+otherwise. A Redis failure bypasses the cache, never the request, and opens a circuit breaker: while it is
+open no request waits on Redis at all; after `breaker_s` one request probes it again."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -16,15 +19,11 @@ from app import metrics
 from app.backend import Scored
 
 log = logging.getLogger("scorer.cache")
+KEY_SCHEME = "t1"  # bump when the digest changes: old entries then simply stop matching
 
 
-def normalise(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def cache_key(item_id: str, version: str, text: str) -> str:
-    digest = hashlib.sha256(normalise(text).encode()).hexdigest()
-    return f"scorer:dup:{item_id}:{version}:{digest}"
+def cache_key(item_id: str, version: str, token_digest: str) -> str:
+    return f"scorer:dup:{KEY_SCHEME}:{item_id}:{version}:{token_digest}"
 
 
 class DuplicateCache(Protocol):
@@ -58,25 +57,46 @@ class MemoryDuplicateCache:
 
 
 class RedisDuplicateCache:
-    def __init__(self, client: Any, ttl_s: int) -> None:
+    def __init__(self, client: Any, ttl_s: int, breaker_s: float = 5.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
-        self._warned = False
+        self.breaker_s = breaker_s
+        self._closed_from = 0.0  # monotonic time from which calls may go to Redis again
+
+    def _allowed(self) -> bool:
+        now = time.monotonic()
+        if now < self._closed_from:
+            return False
+        if self._closed_from:  # half-open: this call probes; the others keep skipping until it answers
+            self._closed_from = now + self.breaker_s
+        return True
 
     def _failed(self, exc: Exception) -> None:
         metrics.REDIS_ERRORS.inc()
         metrics.REDIS_UP.set(0)
-        if not self._warned:  # one line per outage, not one per request
-            log.warning("redis unavailable, duplicate cache bypassed: %s", type(exc).__name__)
-            self._warned = True
+        if not self._closed_from:  # one line per outage, not one per request
+            log.warning("redis unavailable, duplicate cache bypassed for %.0f s at a time: %s", self.breaker_s,
+                        type(exc).__name__)
+        self._closed_from = time.monotonic() + self.breaker_s
 
     def _succeeded(self) -> None:
         metrics.REDIS_UP.set(1)
-        if self._warned:
+        if self._closed_from:
             log.warning("redis reachable again, duplicate cache back on")
-            self._warned = False
+            self._closed_from = 0.0
+
+    async def ping(self) -> None:
+        """At start-up: scorer_redis_up tells the truth before the first request."""
+        try:
+            await self.client.ping()
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._succeeded()
 
     async def get_many(self, keys: list[str]) -> list[Scored | None]:
+        if not self._allowed():
+            return [None] * len(keys)
         try:
             values = await self.client.mget(keys)
         except Exception as exc:
@@ -86,6 +106,8 @@ class RedisDuplicateCache:
         return [Scored(**json.loads(value)) if value else None for value in values]
 
     async def put_many(self, entries: dict[str, Scored]) -> None:
+        if not self._allowed():
+            return
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for key, value in entries.items():
@@ -93,3 +115,5 @@ class RedisDuplicateCache:
                 await pipe.execute()
         except Exception as exc:
             self._failed(exc)
+        else:
+            self._succeeded()

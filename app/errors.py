@@ -15,6 +15,12 @@ class ValidationFailed(ScoringError):
     error_type = "validation"
 
 
+class NoScorableContent(ValidationFailed):
+    """Nothing of the answer reaches the model: only control, zero-width, combining or space characters."""
+
+    error_type = "no_scorable_content"
+
+
 class UnknownItem(ScoringError):
     error_type = "unknown_item"
 
@@ -27,6 +33,18 @@ class ItemUnavailable(ScoringError):
 
 class Overloaded(ScoringError):
     error_type = "overloaded"
+
+
+class QuotaExceeded(Overloaded):
+    """This key already has as many job rows waiting as it may; clears as its jobs finish."""
+
+    error_type = "quota_exceeded"
+
+
+class RequestTimeout(ScoringError):
+    """The request body did not arrive within the body timeout (a slow or stalled client)."""
+
+    error_type = "request_timeout"
 
 
 class PayloadTooLarge(ScoringError):
@@ -63,6 +81,7 @@ ERROR_STATUS: dict[type[ScoringError], int] = {
     ItemUnavailable: 503,
     Overloaded: 429,
     PayloadTooLarge: 413,
+    RequestTimeout: 408,
     NotReady: 503,
     Unauthorized: 401,
     Forbidden: 403,

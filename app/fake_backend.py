@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
-from app.backend import Outcome, Scored
-from app.errors import ItemUnavailable, UnknownItem
+from app.answer_tokens import EncodedAnswer, token_digest
+from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from app.registry import ItemSpec
 
 
@@ -48,18 +50,42 @@ class FakeBackend:
         self._items[item_id] = fake_spec(item_id, len(spec.labels), version)
         return self._items[item_id]
 
+    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+        """A cased word "tokenizer": ids are CRC-32s of the words; words without ASCII letters are unknown."""
+        prepared: list[PreparedRow | ScoringError] = []
+        for item_id, text in rows:
+            if item_id not in self._items:
+                prepared.append(UnknownItem(f"unknown item {item_id!r}"))
+                continue
+            words = [word for word in text.split() if word.isprintable()]
+            if not words:
+                prepared.append(NoScorableContent("the answer has nothing the model can read"))
+                continue
+            ids = [zlib.crc32(word.encode()) for word in words]
+            unknown = sum(not any(char.isascii() and char.isalnum() for char in word) for word in words)
+            prepared.append(PreparedRow(item_id, EncodedAnswer(ids, False, token_digest(ids, False), len(ids),
+                                                               unknown)))
+        return prepared
+
     def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+        prepared = self.prepare(rows)
+        scored = iter(self.score_prepared([row for row in prepared if isinstance(row, PreparedRow)]))
+        return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
+
+    def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
         self.calls.append(len(rows))
         outcomes: list[Outcome] = []
-        for item_id, text in rows:
-            spec = self._items.get(item_id)
+        for row in rows:
+            spec = self._items.get(row.item_id)
             if spec is None:
-                outcomes.append(UnknownItem(f"unknown item {item_id!r}"))
+                outcomes.append(UnknownItem(f"unknown item {row.item_id!r}"))
                 continue
-            if item_id.startswith("broken"):
-                outcomes.append(ItemUnavailable(f"item {item_id!r}: head file cannot be loaded"))
+            if row.item_id.startswith("broken"):
+                outcomes.append(ItemUnavailable(f"item {row.item_id!r}: head file cannot be loaded"))
                 continue
-            score = min(len(text.split()), len(spec.labels) - 1)
+            score = min(len(row.encoded.ids), len(spec.labels) - 1)
             probabilities = [0.8 if k == score else 0.2 / (len(spec.labels) - 1) for k in range(len(spec.labels))]
-            outcomes.append(Scored(item_id, score, probabilities, 0.8, False, spec.version, False))
+            reasons = ["unknown_words"] if row.encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else []
+            outcomes.append(Scored(row.item_id, score, probabilities, 0.8, bool(reasons), spec.version, False,
+                                   reasons))
         return outcomes

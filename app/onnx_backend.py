@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 
 from app import metrics
-from app.backend import Outcome, Scored
-from app.errors import ItemUnavailable, ScoringError, UnknownItem
+from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
 from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, release_freed_memory, softmax
@@ -148,42 +148,60 @@ class OnnxBackend:
         release_freed_memory()  # the sessions' construction freed far more than they keep
         self.ready = True
 
-    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(rows)
+    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+        """Each row through its item's own tokenizer; rows no trunk can take carry their error."""
+        prepared: list[PreparedRow | ScoringError] = [ScoringError("not prepared")] * len(rows)
         by_trunk: dict[str, list[int]] = defaultdict(list)
         for index, (item_id, _) in enumerate(rows):
             spec = self.artifacts.items.get(item_id)
             if spec is None:
-                outcomes[index] = UnknownItem(f"unknown item {item_id!r}")
+                prepared[index] = UnknownItem(f"unknown item {item_id!r}")
+                continue
+            try:
+                by_trunk[trunk_for(spec, self.trunks).name].append(index)
+            except ScoringError as error:
+                prepared[index] = error
+        started = time.perf_counter()
+        for name, indices in by_trunk.items():
+            answers = self.trunks[name].encoder.encode_answers([rows[i][1] for i in indices])
+            for index, encoded in zip(indices, answers, strict=True):
+                prepared[index] = (PreparedRow(rows[index][0], encoded) if encoded.readable_tokens else
+                                   NoScorableContent("the answer has nothing the model can read (only control, "
+                                                     "zero-width, combining or space characters)"))
+        metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
+        return prepared
+
+    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+        prepared = self.prepare(rows)
+        ready = [row for row in prepared if isinstance(row, PreparedRow)]
+        scored = iter(self.score_prepared(ready))
+        return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
+
+    def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(rows)
+        by_trunk: dict[str, list[int]] = defaultdict(list)
+        for index, row in enumerate(rows):
+            spec = self.artifacts.items.get(row.item_id)
+            if spec is None:  # removed by a reload since it was prepared
+                outcomes[index] = UnknownItem(f"unknown item {row.item_id!r}")
                 continue
             try:
                 by_trunk[trunk_for(spec, self.trunks).name].append(index)
             except ScoringError as error:
                 outcomes[index] = error
-        encoded: list[tuple[list[int], bool]] = [([], False)] * len(rows)
-        for name, indices in by_trunk.items():  # each backbone tokenizes its own rows and runs its own trunk
-            trunk = self.trunks[name]
-            started = time.perf_counter()
-            for index, row in zip(indices, trunk.encoder.encode([rows[i][1] for i in indices]), strict=True):
-                encoded[index] = row
-            metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
-            order = sorted(indices, key=lambda i: len(encoded[i][0]))
-            for bucket in length_buckets([len(encoded[i][0]) for i in order], self.settings.max_batch_rows):
-                self._score_chunk(trunk, rows, encoded, order[bucket], outcomes)
+        for name, indices in by_trunk.items():  # each backbone runs its own trunk over its own rows
+            order = sorted(indices, key=lambda i: len(rows[i].encoded.ids))
+            lengths = [len(rows[i].encoded.ids) for i in order]
+            for bucket in length_buckets(lengths, self.settings.max_batch_rows):
+                self._score_chunk(self.trunks[name], rows, order[bucket], outcomes)
         return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
 
-    def _score_chunk(self, trunk: Trunk, rows: list[tuple[str, str]], encoded: list[tuple[list[int], bool]],
-                     chunk: list[int], outcomes: list[Outcome | None]) -> None:
+    def _score_chunk(self, trunk: Trunk, rows: list[PreparedRow], chunk: list[int],
+                     outcomes: list[Outcome | None]) -> None:
         by_item: dict[str, list[int]] = defaultdict(list)
         for position, index in enumerate(chunk):
-            item_id = rows[index][0]
-            if item_id not in self.artifacts.items:
-                outcomes[index] = UnknownItem(f"unknown item {item_id!r}")
-            else:
-                by_item[item_id].append(position)
-        if not by_item:
-            return
-        ids, mask = pad([encoded[index][0] for index in chunk])
+            by_item[rows[index].item_id].append(position)
+        ids, mask = pad([rows[index].encoded.ids for index in chunk])
         started = time.perf_counter()
         hidden = trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
         metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
@@ -201,23 +219,27 @@ class OnnxBackend:
                     outcomes[chunk[position]] = error
                 continue
             metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
-            self._decode(spec, logits, [chunk[p] for p in positions], encoded, outcomes)
+            self._decode(spec, logits, [chunk[p] for p in positions], rows, outcomes)
             metrics.ANSWERS_SCORED.labels(item_id).inc(len(positions))
 
-    def _decode(self, spec: ItemSpec, logits: np.ndarray, indices: list[int],
-                encoded: list[tuple[list[int], bool]], outcomes: list[Outcome | None]) -> None:
+    def _decode(self, spec: ItemSpec, logits: np.ndarray, indices: list[int], rows: list[PreparedRow],
+                outcomes: list[Outcome | None]) -> None:
         probabilities = softmax(logits)
         classes = decode_scores(probabilities, spec.thresholds)
         review_below = (self.settings.review_threshold if self.settings.review_threshold is not None
                         else spec.review_threshold)
         for row, index in enumerate(indices):
             confidence = float(probabilities[row, classes[row]])
+            encoded = rows[index].encoded
+            reasons = (["low_confidence"] if confidence < review_below else []) + \
+                      (["unknown_words"] if encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
             outcomes[index] = Scored(
                 item_id=spec.item_id,
                 score=spec.labels[int(classes[row])],
                 probabilities=[round(float(p), 6) for p in probabilities[row]],
                 confidence=round(confidence, 6),
-                needs_review=confidence < review_below,
+                needs_review=bool(reasons),
                 adapter_version=spec.version,
-                truncated=encoded[index][1],
+                truncated=encoded.truncated,
+                review_reasons=reasons,
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -11,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
+
+from app.answer_tokens import AnswerTokens, EncodedAnswer
 
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
@@ -41,13 +42,6 @@ def load_session(path: Path, threads: int, arena: bool, device: str = "cpu") -> 
     return ort.InferenceSession(str(path), session_options(threads, arena), providers=providers(device))
 
 
-@dataclass(frozen=True)
-class Encoded:
-    input_ids: IntArray
-    attention_mask: IntArray
-    truncated: list[bool]
-
-
 class TextEncoder:
     """The exported tokenizer.json already carries the training truncation and no padding."""
 
@@ -56,10 +50,16 @@ class TextEncoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
         self.prefix = prefix
+        self.answer_tokens = AnswerTokens(self.tokenizer, len(prefix))
 
     def encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [(encoding.ids, bool(encoding.overflowing)) for encoding in encodings]
+
+    def encode_answers(self, texts: list[str]) -> list[EncodedAnswer]:
+        """Ids plus what the service needs to know of them: digest, readable and unknown token counts."""
+        encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
+        return [self.answer_tokens.summarise(encoding) for encoding in encodings]
 
 
 def pad(rows: list[list[int]]) -> tuple[IntArray, IntArray]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.backend import Outcome, Scored
-from app.deps import BackendDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
+from app.deps import BackendDep, CallerDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
 from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
 from app.registry import ITEM_ID, ItemSpec
 from app.schemas import (
@@ -27,7 +27,8 @@ from app.schemas import (
 )
 from app.version_sync import VersionSync
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 413, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody}
+                                           for code in (401, 404, 408, 413, 422, 429, 503)}
 ItemId = Path(max_length=200, description="item slug: [a-z0-9][a-z0-9_-]{0,63}")
 scoring_router = APIRouter(dependencies=[Depends(require_key)], responses=ERRORS)
 admin_router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses=ERRORS)
@@ -48,12 +49,6 @@ def _result(outcome: Outcome) -> ScoreResult:
     return ScoreResult(**outcome.__dict__)
 
 
-def _row_result(row_id: str | int, outcome: Outcome) -> dict[str, Any]:
-    if isinstance(outcome, Scored):
-        return {"id": row_id, **outcome.__dict__}
-    return {"id": row_id, **error_body(outcome)}
-
-
 @scoring_router.post("/score/{item_id}", response_model=ScoreResult | ScoreResults)
 async def score_item(request: Request, response: Response, body: ScoreRequest, scoring: ScoringDep,
                      settings: SettingsDep, item_id: str = ItemId) -> ScoreResult | ScoreResults:
@@ -62,8 +57,7 @@ async def score_item(request: Request, response: Response, body: ScoreRequest, s
     if not ITEM_ID.match(item_id) or item_id not in scoring.backend.items():
         raise UnknownItem(f"unknown item {item_id!r}" if len(item_id) <= 64 else "unknown item")
     texts = [body.answer] if body.answer is not None else list(body.answers or [])
-    if len(texts) > settings.max_answers_per_request:
-        raise PayloadTooLarge(f"at most {settings.max_answers_per_request} answers per request")
+    scoring.check_request_size(len(texts))
     started = time.perf_counter()
     outcomes = await scoring.score([(item_id, text) for text in texts])
     response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
@@ -72,38 +66,40 @@ async def score_item(request: Request, response: Response, body: ScoreRequest, s
 
 
 @scoring_router.post("/batch", response_model=BatchResponse)
-async def batch(request: Request, response: Response, body: BatchRequest, scoring: ScoringDep,
-                settings: SettingsDep) -> BatchResponse:
+async def batch(request: Request, response: Response, body: BatchRequest, scoring: ScoringDep) -> BatchResponse:
     """Score rows for many items together; a bad row carries its own error and the rest are scored."""
     _check_ready(request)
-    if len(body.answers) > settings.max_answers_per_request:
-        raise PayloadTooLarge(f"at most {settings.max_answers_per_request} rows per batch; use /jobs")
+    scoring.check_request_size(len(body.answers))
     started = time.perf_counter()
-    outcomes = await scoring.score([(row.item_id, row.answer) for row in body.answers])
+    results = await scoring.score_rows([row.model_dump() for row in body.answers])
     response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
-    return BatchResponse(results=[BatchRowResult(**_row_result(row.id, outcome))
-                                  for row, outcome in zip(body.answers, outcomes, strict=True)])
-
-
-async def _score_job_rows(scoring: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    outcomes = await scoring.score([(row["item_id"], row["answer"]) for row in rows])
-    return [_row_result(row["id"], outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+    return BatchResponse(results=[BatchRowResult(**result) for result in results])
 
 
 @scoring_router.post("/jobs", status_code=202, response_model=JobAccepted)
-async def create_job(request: Request, body: BatchRequest, jobs: JobsDep, settings: SettingsDep) -> JobAccepted:
-    """Accept a large set of rows for background scoring; poll GET /jobs/{job_id}."""
+async def create_job(request: Request, body: BatchRequest, jobs: JobsDep, settings: SettingsDep,
+                     caller: CallerDep) -> JobAccepted:
+    """Accept a large set of rows for background scoring; poll GET /jobs/{job_id}.
+
+    Job rows are scored after every waiting /score and /batch request. A key may have at most
+    SCORER_MAX_JOB_ROWS_PER_KEY unscored rows in unfinished jobs (429 quota_exceeded beyond)."""
     _check_ready(request)
     if len(body.answers) > settings.max_answers_per_job:
         raise PayloadTooLarge(f"at most {settings.max_answers_per_job} rows per job")
-    job_id = await jobs.create([row.model_dump() for row in body.answers])
+    job_id = await jobs.create([row.model_dump() for row in body.answers], caller)
     return JobAccepted(job_id=job_id)
 
 
 @scoring_router.get("/jobs/{job_id}", response_model=JobStatus)
-async def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
-    """Status, progress, and results once done."""
-    return JobStatus(**(await jobs.get(job_id[:64])))
+async def get_job(job_id: str, jobs: JobsDep, caller: CallerDep) -> JobStatus:
+    """Status, progress, and results once done (only for the key that created the job, or an admin key)."""
+    return JobStatus(**(await jobs.get(job_id[:64], caller)))
+
+
+@scoring_router.delete("/jobs/{job_id}", response_model=JobStatus)
+async def delete_job(job_id: str, jobs: JobsDep, caller: CallerDep) -> JobStatus:
+    """Cancel an unfinished job (status `cancelled`), or drop a finished job's results (status `deleted`)."""
+    return JobStatus(**(await jobs.cancel(job_id[:64], caller)))
 
 
 def _item_info(backend: Any, item_id: str) -> ItemInfo:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+REVIEW_REASONS = "why needs_review is true: low_confidence (below the item's threshold), unknown_words (most of " \
+                 "the answer is outside the backbone's vocabulary, e.g. a script it cannot read)"
 
 
 class ScoreRequest(BaseModel):
@@ -26,9 +29,10 @@ class ScoreResult(BaseModel):
     score: int
     probabilities: list[float] = Field(description="one per score point, low to high")
     confidence: float = Field(description="probability of the returned score")
-    needs_review: bool = Field(description="confidence is below the item's review threshold")
+    needs_review: bool = Field(description="a teacher should look at this score (see review_reasons)")
     adapter_version: str
     truncated: bool = Field(description="the answer was longer than the model's window and was cut")
+    review_reasons: list[Literal["low_confidence", "unknown_words"]] = Field([], description=REVIEW_REASONS)
 
 
 class ScoreResults(BaseModel):
@@ -36,7 +40,7 @@ class ScoreResults(BaseModel):
 
 
 class BatchRow(BaseModel):
-    id: StrictStr | int
+    id: StrictStr | StrictInt  # strict: `true` or 1.0 would come back as 1, no longer the client's id
     item_id: Any = None  # checked per row: a bad row gets its own error, the others are scored
     answer: Any = None
 
@@ -46,7 +50,7 @@ class BatchRequest(BaseModel):
 
 
 class BatchRowResult(BaseModel):
-    id: StrictStr | int
+    id: StrictStr | StrictInt
     item_id: str | None = None
     score: int | None = None
     probabilities: list[float] | None = None
@@ -54,6 +58,7 @@ class BatchRowResult(BaseModel):
     needs_review: bool | None = None
     adapter_version: str | None = None
     truncated: bool | None = None
+    review_reasons: list[str] | None = None
     error: str | None = None
     error_type: str | None = None
 
@@ -68,9 +73,12 @@ class JobAccepted(BaseModel):
 
 class JobStatus(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled", "deleted"] = Field(
+        description="cancelled: stopped by DELETE before it finished; deleted: its results were dropped by DELETE")
     total: int
     done: int
+    created: float | None = Field(None, description="Unix time the job was accepted")
+    finished: float | None = Field(None, description="Unix time it ended; results are kept SCORER_JOB_TTL_S after")
     results: list[BatchRowResult] | None = None
     error: str | None = None
 

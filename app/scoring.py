@@ -1,12 +1,16 @@
-"""Row validation, the duplicate-answer cache and the micro-batcher, in front of the backend."""
+"""Row validation, tokenization, the duplicate-answer cache and the micro-batcher, in front of the backend."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
 from app import metrics
-from app.backend import Backend, Outcome, Scored
+from app.backend import Backend, Outcome, PreparedRow, Scored
 from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, cache_key
-from app.errors import ScoringError, UnknownItem, ValidationFailed
+from app.errors import PayloadTooLarge, ScoringError, UnknownItem, ValidationFailed, error_body
 from app.registry import ITEM_ID
 from app.settings import Settings
 
@@ -25,6 +29,13 @@ def check_answer(text: object, max_chars: int) -> str:
     return text
 
 
+def row_result(row_id: object, outcome: Outcome) -> dict[str, Any]:
+    """A /batch or job row's result: the score, or the row's own error in the stable error shape."""
+    if isinstance(outcome, Scored):
+        return {"id": row_id, **asdict(outcome)}
+    return {"id": row_id, **error_body(outcome)}
+
+
 class ScoringService:
     def __init__(self, backend: Backend, batcher: MicroBatcher, duplicates: DuplicateCache,
                  settings: Settings) -> None:
@@ -33,40 +44,70 @@ class ScoringService:
         self.duplicates = duplicates
         self.settings = settings
 
+    @property
+    def max_rows_per_request(self) -> int:
+        """A request larger than the interactive queue could never be admitted: it gets 413, not 429."""
+        return min(self.settings.max_answers_per_request, self.settings.max_queue_rows)
+
+    def check_request_size(self, rows: int) -> None:
+        if rows > self.max_rows_per_request:
+            raise PayloadTooLarge(f"at most {self.max_rows_per_request} answers per request; "
+                                  "send larger sets to POST /jobs")
+
     def check_row(self, item_id: object, text: object) -> tuple[str, str]:
         if not isinstance(item_id, str) or not ITEM_ID.match(item_id) or item_id not in self.backend.items():
             raise UnknownItem(f"unknown item {item_id!r}" if isinstance(item_id, str) and len(item_id) <= 64
                               else "unknown item")
         return item_id, check_answer(text, self.settings.max_answer_chars)
 
-    async def score(self, rows: list[tuple[object, object]]) -> list[Outcome]:
-        """One outcome per row, in order. Bad rows get their own error; the rest are scored."""
+    async def score(self, rows: list[tuple[object, object]], background: bool = False) -> list[Outcome]:
+        """One outcome per row, in order. Bad rows get their own error; the rest are scored.
+
+        `background`: job rows, scored after every waiting interactive request."""
         outcomes: list[Outcome | None] = [None] * len(rows)
-        valid: list[int] = []
-        checked: list[tuple[str, str]] = []
+        checked: list[tuple[int, tuple[str, str]]] = []
         for index, (item_id, text) in enumerate(rows):
             try:
-                checked.append(self.check_row(item_id, text))
-                valid.append(index)
+                checked.append((index, self.check_row(item_id, text)))
             except ScoringError as error:
                 outcomes[index] = error
+        # The tokenizer is CPU work: off the event loop. Its ids key the duplicate cache.
+        prepared = await asyncio.to_thread(self.backend.prepare, [row for _, row in checked]) if checked else []
+        ready: list[tuple[int, PreparedRow]] = []
+        for (index, _), row in zip(checked, prepared, strict=True):
+            if isinstance(row, PreparedRow):
+                ready.append((index, row))
+            else:
+                outcomes[index] = row
+        await self._score_ready(ready, outcomes, background)
+        return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
+
+    async def score_rows(self, rows: list[dict[str, Any]], background: bool = False) -> list[dict[str, Any]]:
+        """Rows {id, item_id, answer} (a /batch body or a job's piece) -> one result dict per row, in order."""
+        outcomes = await self.score([(row.get("item_id"), row.get("answer")) for row in rows], background)
+        return [row_result(row.get("id"), outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+
+    async def _score_ready(self, ready: list[tuple[int, PreparedRow]], outcomes: list[Outcome | None],
+                           background: bool) -> None:
         items = self.backend.items()
-        keys = [cache_key(item_id, items[item_id].version, text) for item_id, text in checked]
+        versions = [items[row.item_id].version if row.item_id in items else "" for _, row in ready]
+        keys = [cache_key(row.item_id, version, row.encoded.digest)
+                for (_, row), version in zip(ready, versions, strict=True)]
         cached = await self.duplicates.get_many(keys) if keys else []
         misses: list[int] = []
         for position, hit in enumerate(cached):
-            if hit is not None and hit.adapter_version == items[checked[position][0]].version:
-                outcomes[valid[position]] = hit
+            if hit is not None and hit.adapter_version == versions[position]:
+                outcomes[ready[position][0]] = hit
                 metrics.DUPLICATE_HITS.inc()
             else:
                 misses.append(position)
-        if misses:
-            scored = await self.batcher.submit([checked[p] for p in misses])
-            fresh: dict[str, Scored] = {}
-            for position, outcome in zip(misses, scored, strict=True):
-                outcomes[valid[position]] = outcome
-                if isinstance(outcome, Scored):
-                    fresh[keys[position]] = outcome
-            if fresh:
-                await self.duplicates.put_many(fresh)
-        return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
+        if not misses:
+            return
+        scored = await self.batcher.submit([ready[p][1] for p in misses], background)
+        fresh: dict[str, Scored] = {}
+        for position, outcome in zip(misses, scored, strict=True):
+            outcomes[ready[position][0]] = outcome
+            if isinstance(outcome, Scored) and outcome.adapter_version == versions[position]:
+                fresh[keys[position]] = outcome
+        if fresh:
+            await self.duplicates.put_many(fresh)

@@ -5,8 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from dataclasses import dataclass
 
 from app.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: `owner` names the key (a digest of its digest: a job record never holds a value
+    that would let anyone present the key); admin keys may read and cancel every job."""
+
+    owner: str
+    admin: bool
+
+
+ANONYMOUS = Caller("anonymous", admin=True)  # no keys configured: loopback only, one party
 
 
 def key_digest(key: str) -> str:
@@ -20,9 +33,9 @@ def _matches(digest: str, allowed: list[str]) -> bool:
     return found
 
 
-def check_key(authorization: str | None, scoring: list[str], admin: list[str], need_admin: bool) -> None:
+def check_key(authorization: str | None, scoring: list[str], admin: list[str], need_admin: bool) -> Caller:
     if not scoring and not admin:
-        return  # no keys configured: the server only binds to loopback (checked at start-up)
+        return ANONYMOUS  # no keys configured: the server only binds to loopback (checked at start-up)
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("missing API key (Authorization: Bearer <key>)")
     digest = key_digest(authorization.removeprefix("Bearer ").strip())
@@ -31,9 +44,9 @@ def check_key(authorization: str | None, scoring: list[str], admin: list[str], n
         if not is_admin:
             raise (Forbidden("this key may not use admin endpoints") if _matches(digest, scoring)
                    else Unauthorized("invalid API key"))
-        return
-    if not (is_admin or _matches(digest, scoring)):
+    elif not (is_admin or _matches(digest, scoring)):
         raise Unauthorized("invalid API key")
+    return Caller(hashlib.sha256(f"job-owner:{digest}".encode()).hexdigest()[:32], is_admin)
 
 
 def is_loopback(host: str) -> bool:

@@ -33,13 +33,21 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(64, gt=0)  # rows per trunk run
     max_queue_rows: int = Field(4096, gt=0)  # beyond this, 429 instead of an ever-growing queue
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    body_timeout_s: float = Field(15.0, gt=0)  # a body not received within this gets 408
     max_answers_per_request: int = Field(1000, gt=0)  # /score and /batch
     max_answers_per_job: int = Field(100_000, gt=0)
     max_answer_chars: int = Field(20_000, gt=0)  # longer answers are refused (tokens are truncated anyway)
-    redis_url: str | None = None  # set: jobs + duplicate cache in Redis, shared by replicas
+    redis_url: str | None = None  # set: duplicate cache in Redis, shared by replicas (and jobs, unless below)
+    # Jobs and item versions: a Redis that never evicts (maxmemory-policy noeviction, AOF persistence).
+    # Unset: the one at redis_url, which then must not evict either (checked at start-up).
+    job_redis_url: str | None = None
+    redis_timeout_ms: float = Field(250.0, gt=0)  # duplicate-cache calls: a hung Redis costs at most this
+    redis_breaker_s: float = Field(5.0, gt=0)  # after a cache failure, Redis is not asked for this long
     duplicate_cache_entries: int = Field(50_000, ge=0)  # in-process LRU size; 0 disables
     duplicate_cache_ttl_s: int = Field(24 * 3600, gt=0)  # Redis TTL
-    job_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    job_ttl_s: int = Field(7 * 24 * 3600, gt=0)  # retention of a job and its results after its last write
+    max_running_jobs: int = Field(2, gt=0)  # per replica; more jobs wait `queued`, oldest first
+    max_job_rows_per_key: int = Field(100_000, gt=0)  # unscored rows one key may have in unfinished jobs
     # Redis mode: a running job holds a lease this long (renewed per chunk); an expired lease means its
     # runner died, and any replica re-queues the job.
     job_lease_s: float = Field(30.0, gt=0)
@@ -51,6 +59,10 @@ class Settings(BaseSettings):
     review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
+    # With keys configured: /docs, /redoc, /openapi.json need a key unless open_docs; /metrics is open for
+    # Prometheus scrapers (no answers or key material in it) unless open_metrics is false.
+    open_docs: bool = False
+    open_metrics: bool = True
     log_level: str = "info"
     # After SIGTERM, readiness is 503 this long while requests are still served, so a load balancer stops
     # routing here before the listener closes; then in-flight requests drain.

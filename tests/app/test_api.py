@@ -120,20 +120,35 @@ def test_concurrent_requests_share_trunk_runs() -> None:
 
 
 def test_duplicate_answers_are_served_from_cache() -> None:
+    """Answers the item's tokenizer maps to the same ids share a score; answers it tells apart never do (the
+    fake tokenizer is cased and splits on whitespace, like a cased model's)."""
     backend = FakeBackend()
     with make_client(backend) as client:
         first = client.post("/score/item-a", json={"answer": "Same  Answer"}).json()
-        second = client.post("/score/item-a", json={"answer": "same answer"}).json()
+        second = client.post("/score/item-a", json={"answer": "Same Answer "}).json()
         assert first == second and sum(backend.calls) == 1
-        metrics = client.get("/metrics/").text
-        assert "scorer_duplicate_cache_hits_total 1.0" in metrics
+        client.post("/score/item-a", json={"answer": "same answer"})
+        assert sum(backend.calls) == 2  # another case is other ids: scored, not taken from the cache
 
 
 def test_overload_is_a_fast_429() -> None:
     with make_client(max_queue_rows=2, max_answers_per_request=10) as client:
-        response = client.post("/score/item-a", json={"answers": ["a", "b", "c"]})
+        client.app.state.batcher.queued_rows = 2  # type: ignore[attr-defined]  # as if two answers were waiting
+        response = client.post("/score/item-a", json={"answers": ["a", "b"]}, headers={"x-request-id": "r-1"})
         assert_error(response, 429, "overloaded")
-        assert response.headers["retry-after"] == "1"
+        assert response.headers["retry-after"] == "1" and response.headers["x-request-id"] == "r-1"
+
+
+@pytest.mark.parametrize("path", ["/score/item-a", "/batch"])
+def test_request_larger_than_the_queue_is_413_not_an_endless_429(path: str) -> None:
+    """An idle server: three answers can never fit a two-answer queue, so retrying would never help."""
+    with make_client(max_queue_rows=2, max_answers_per_request=10) as client:
+        body = ({"answers": ["a", "b", "c"]} if path.startswith("/score") else
+                {"answers": [{"id": n, "item_id": "item-a", "answer": "a"} for n in range(3)]})
+        response = client.post(path, json=body)
+        assert_error(response, 413, "payload_too_large")
+        assert "POST /jobs" in response.json()["error"]
+        assert client.post(path, json={"answers": body["answers"][:2]}).status_code == 200
 
 
 def test_jobs_finish_with_results(client: TestClient) -> None:

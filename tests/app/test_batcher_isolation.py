@@ -1,5 +1,5 @@
-"""A request that makes the backend raise fails alone: its micro-batch neighbours still get answers; a
-background job waits for room in a full queue instead of failing; memory-mode jobs expire."""
+"""A request that makes the backend raise fails alone: its micro-batch neighbours still get answers;
+interactive rows always go ahead of background (job) rows; memory-mode jobs expire."""
 
 from __future__ import annotations
 
@@ -7,30 +7,38 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-
-from app.backend import Outcome
+from app.backend import Outcome, PreparedRow
 from app.batcher import MicroBatcher
-from app.errors import Overloaded
 from app.fake_backend import FakeBackend
-from app.jobs import JobRunner, MemoryJobStore
+from app.job_store import MemoryJobStore
 
 
 class PoisonBackend(FakeBackend):
-    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
-        if any("poison" in text for _, text in rows):
+    poison = FakeBackend().prepare([("item-a", "poison")])[0]
+
+    def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
+        if any(row == self.poison for row in rows):
             raise RuntimeError("backend bug")
-        return super().score(rows)
+        return super().score_prepared(rows)
+
+
+def prepared(backend: FakeBackend, item_id: str, text: str) -> list[PreparedRow]:
+    rows = backend.prepare([(item_id, text)])
+    assert all(isinstance(row, PreparedRow) for row in rows)
+    return rows  # type: ignore[return-value]
 
 
 def test_poisoned_request_fails_alone() -> None:
+    backend = PoisonBackend()
+
     async def scenario() -> tuple[Any, ...]:
-        batcher = MicroBatcher(PoisonBackend(), wait_ms=50, max_rows=64, max_queue_rows=100)
+        batcher = MicroBatcher(backend, wait_ms=50, max_rows=64, max_queue_rows=100)
         batcher.start()
         try:
-            return tuple(await asyncio.gather(batcher.submit([("item-a", "one two")]),
-                                        batcher.submit([("item-a", "poison")]),
-                                        batcher.submit([("item-b", "a b c")]), return_exceptions=True))
+            return tuple(await asyncio.gather(batcher.submit(prepared(backend, "item-a", "one two")),
+                                              batcher.submit(prepared(backend, "item-a", "poison")),
+                                              batcher.submit(prepared(backend, "item-b", "a b c")),
+                                              return_exceptions=True))
         finally:
             await batcher.stop()
 
@@ -39,28 +47,40 @@ def test_poisoned_request_fails_alone() -> None:
     assert [outcome.score for outcome in good] == [2] and [outcome.score for outcome in other] == [3]
 
 
-def test_job_waits_while_the_queue_is_full() -> None:
-    refusals = 3
+class SlowBackend(FakeBackend):
+    """Each call takes 20 ms, so requests pile up while one runs; records which rows ran in which call."""
 
-    async def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        nonlocal refusals
-        if refusals:
-            refusals -= 1
-            raise Overloaded("queue full")
-        return [{"id": row["id"], "score": 1} for row in rows]
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[list[int]] = []
 
-    async def scenario() -> dict[str, Any]:
-        runner = JobRunner(MemoryJobStore(), score_rows)
-        job_id = await runner.create([{"id": n, "item_id": "item-a", "answer": "x"} for n in range(3)])
-        for _ in range(200):
-            record = await runner.get(job_id)
-            if record["status"] in ("done", "failed"):
-                return record
-            await asyncio.sleep(0.05)
-        pytest.fail("job never finished")
+    def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
+        time.sleep(0.02)
+        self.runs.append([len(row.encoded.ids) for row in rows])
+        return super().score_prepared(rows)
 
-    record = asyncio.run(scenario())
-    assert record["status"] == "done" and len(record["results"]) == 3 and refusals == 0
+
+def test_interactive_rows_go_before_background_rows() -> None:
+    """Background pieces queued first still run after an interactive request that arrives later."""
+    backend = SlowBackend()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(backend, wait_ms=0, max_rows=4, max_queue_rows=100)
+        batcher.start()
+        try:
+            first = asyncio.create_task(batcher.submit(prepared(backend, "item-b", "x x x"), background=True))
+            await asyncio.sleep(0.005)  # that one is running now; queue six background pieces behind it
+            pieces = [asyncio.create_task(batcher.submit(prepared(backend, "item-b", "x x x") * 4,
+                                                         background=True)) for _ in range(6)]
+            await asyncio.sleep(0)
+            interactive = asyncio.create_task(batcher.submit(prepared(backend, "item-a", "one")))
+            await asyncio.gather(first, interactive, *pieces)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    interactive_run = next(index for index, run in enumerate(backend.runs) if run == [1])
+    assert interactive_run == 1, backend.runs  # right after the run that was already going
 
 
 def test_memory_jobs_expire() -> None:
@@ -69,6 +89,7 @@ def test_memory_jobs_expire() -> None:
     async def scenario() -> tuple[Any, Any]:
         store = MemoryJobStore(ttl_s=60)
         await store.enqueue("old", {"created": time.time() - 61}, [])
+        await store.finish("old")
         await store.enqueue("new", {"created": time.time()}, [])
         return await store.get("old"), await store.get("new")
 

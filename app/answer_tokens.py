@@ -1,0 +1,69 @@
+"""What the model will actually read of an answer: its token ids, a digest of them, and how much of it the
+backbone's vocabulary knows.
+
+The duplicate-answer cache keys on the digest of the ids the item's own tokenizer produces (after its
+normaliser and truncation), never on a normalisation of our own: only answers the model cannot tell apart
+may share a score. A cased tokenizer keeps "Acid" and "acid" apart; the BERT normaliser deletes control
+characters that `str.split` would have treated as spaces. The same pass finds answers the model cannot read
+at all (only control, zero-width or combining characters) and answers it mostly reads as `<unk>`."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+
+from tokenizers import Encoding, Tokenizer
+
+# Pieces carry these word-boundary markers (WordPiece continuation, SentencePiece space); what is left is text.
+PIECE_MARKERS = ("##", "\u2581")
+UNKNOWN_TOKENS = ("[UNK]", "<unk>")
+# Unicode categories that carry nothing readable: controls, format (zero-width), unassigned, private use,
+# surrogates, combining marks, separators.
+UNREADABLE_CATEGORIES = ("C", "M", "Z")
+
+
+@dataclass(frozen=True)
+class EncodedAnswer:
+    ids: list[int]
+    truncated: bool
+    digest: str  # SHA-256 over the ids and the truncation flag: the duplicate cache's key
+    readable_tokens: int  # tokens of the answer (not the prefix, not special) with a readable character
+    unknown_tokens: int  # of those, how many the vocabulary maps to its unknown token
+
+    @property
+    def unknown_share(self) -> float:
+        return self.unknown_tokens / self.readable_tokens if self.readable_tokens else 0.0
+
+
+def _readable(piece: str) -> bool:
+    for marker in PIECE_MARKERS:
+        piece = piece.replace(marker, "")
+    return any(unicodedata.category(char)[0] not in UNREADABLE_CATEGORIES for char in piece)
+
+
+def token_digest(ids: list[int], truncated: bool) -> str:
+    payload = b"".join(token.to_bytes(4, "little") for token in ids) + (b"T" if truncated else b"F")
+    return hashlib.sha256(payload).hexdigest()
+
+
+class AnswerTokens:
+    """Summarises encodings of `prefix + answer`; `prefix_chars` marks where the answer starts."""
+
+    def __init__(self, tokenizer: Tokenizer, prefix_chars: int) -> None:
+        self.prefix_chars = prefix_chars
+        self.unknown_ids = {tokenizer.token_to_id(token) for token in UNKNOWN_TOKENS} - {None}
+
+    def summarise(self, encoding: Encoding) -> EncodedAnswer:
+        readable = unknown = 0
+        for token_id, token, special, (_, end) in zip(encoding.ids, encoding.tokens, encoding.special_tokens_mask,
+                                                      encoding.offsets, strict=True):
+            if special or end <= self.prefix_chars:
+                continue  # [CLS]/[SEP] and the backbone's input prefix ("query: ") are not the answer
+            if not _readable(token):  # a bare "▁", or a control character SentencePiece kept as <unk>
+                continue
+            readable += 1
+            # An unknown piece is real text the vocabulary lacks (Unigram reports the text, WordPiece "[UNK]").
+            unknown += token_id in self.unknown_ids
+        return EncodedAnswer(list(encoding.ids), bool(encoding.overflowing),
+                             token_digest(encoding.ids, bool(encoding.overflowing)), readable, unknown)
