@@ -92,7 +92,8 @@ class MicroBatcher:
                     rows += self._take(self.max_rows - rows, batch)  # what is queued already, no waiting
                     break
                 try:
-                    await asyncio.wait_for(self._wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):  # not wait_for: it can swallow a cancel on 3.11
+                        await self._wake.wait()
                 except TimeoutError:
                     continue
                 self._wake.clear()

@@ -99,8 +99,10 @@ class JobRunner:
     async def _sweep(self) -> None:
         """Start queued jobs while this replica has a free slot; take over jobs whose lease lapsed."""
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as the event is set
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), max(self.lease_s / 3, 0.1))
+                async with asyncio.timeout(max(self.lease_s / 3, 0.1)):
+                    await self._kick.wait()
             self._kick.clear()
             if self._paused:
                 continue

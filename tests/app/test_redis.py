@@ -23,7 +23,7 @@ def test_duplicate_cache_is_shared_between_replicas(redis_url: str) -> None:
     first_backend, second_backend = FakeBackend(), FakeBackend()
     with make_client(redis_url, first_backend) as first, make_client(redis_url, second_backend) as second:
         a = first.post("/score/item-a", json={"answer": "shared answer"}).json()
-        b = second.post("/score/item-a", json={"answer": "Shared   answer"}).json()
+        b = second.post("/score/item-a", json={"answer": "shared   answer"}).json()  # same ids, other spacing
     assert a == b
     assert sum(first_backend.calls) == 1 and sum(second_backend.calls) == 0
 

@@ -4,6 +4,7 @@ uvicorn server whose memory can be sampled."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -15,15 +16,21 @@ import redis
 
 from tests.conftest import Server, free_port
 
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+# What compose and k8s give the job store: never evict, every write in the append-only file before the reply.
+JOB_STORE = ("--save", "", "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction")
+
 
 class RedisProcess:
-    """A loopback redis-server without persistence: a restart comes back empty, like a lost node."""
+    """A loopback redis-server. By default without persistence: a restart comes back empty, like a lost node;
+    `config` (e.g. JOB_STORE plus a `folder` for its files) makes it another kind of Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: tuple[str, ...] = NO_PERSISTENCE, folder: Path | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         self.binary = binary
+        self.config = config + (("--dir", str(folder)) if folder is not None else ())
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -31,7 +38,7 @@ class RedisProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+                                         *self.config], stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -48,6 +55,15 @@ class RedisProcess:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers, as with a hung node."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
