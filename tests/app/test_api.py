@@ -216,3 +216,16 @@ def test_admin_reload_and_rollback_need_an_admin_key() -> None:
         assert scored["adapter_version"] == "v2"
         assert client.post("/admin/items/item-a/rollback", headers=admin).json()["adapter_version"] == "v1"
         assert_error(client.post("/admin/items/nope/reload", headers=admin), 404, "unknown_item")
+
+
+def test_operator_pages_follow_the_access_settings() -> None:
+    keys = {"api_keys_sha256": [key_digest("k")]}
+    auth = {"Authorization": "Bearer k"}
+    with make_client(**keys) as closed:  # type: ignore[arg-type]
+        assert_error(closed.get("/openapi.json"), 401, "unauthorized")
+        assert closed.get("/openapi.json", headers=auth).status_code == 200
+        assert closed.get("/metrics/").status_code == 200  # open by default: scrapers carry no key
+    with make_client(open_docs=True, open_metrics=False, **keys) as flipped:  # type: ignore[arg-type]
+        assert flipped.get("/docs").status_code == 200
+        assert_error(flipped.get("/metrics/"), 401, "unauthorized")
+        assert flipped.get("/metrics/", headers=auth).status_code == 200

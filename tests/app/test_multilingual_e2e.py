@@ -86,3 +86,17 @@ def test_correct_german_answers_score_above_off_topic_ones(mixed_server: Server)
     correct, weak = scores[: len(CORRECT_DE)], scores[len(CORRECT_DE) :]
     assert correct.min() > weak.max(), (correct, weak)
     assert correct.mean() - weak.mean() >= 1.0, (correct, weak)  # a whole score point apart on a 0-3 item
+
+
+def test_cased_twins_and_unreadable_scripts_on_e5(mixed_server: Server) -> None:
+    """E5's tokenizer is cased: an upper-cased twin is another input and is scored, never served the
+    original's cached score. Its vocabulary keeps Latin-script pieces only: a Cyrillic answer is flagged."""
+    url, answer = mixed_server.url, CORRECT_DE[0]
+    first = httpx.post(f"{url}/score/asap-01-e5", json={"answer": answer}).json()
+    twin = httpx.post(f"{url}/score/asap-01-e5", json={"answer": answer.upper()}).json()
+    alone = httpx.post(f"{url}/score/asap-01-e5", json={"answers": [answer.upper(), "x"]}).json()["results"][0]
+    assert twin["probabilities"] == alone["probabilities"] != first["probabilities"]
+    cyrillic = httpx.post(f"{url}/score/asap-01-e5", json={"answer": "Нужно знать, сколько уксуса налили в "
+                                                                      "каждый контейнер."}).json()
+    assert cyrillic["needs_review"] and "unknown_words" in cyrillic["review_reasons"]
+    assert "unknown_words" not in first["review_reasons"]

@@ -142,6 +142,23 @@ def test_promtool_check_config() -> None:
 # --- docker compose --------------------------------------------------------------------------------------
 
 
+def assert_durable_job_store(args: list[str]) -> None:
+    """Jobs are never evicted and every write reaches the append-only file before Redis answers."""
+    options = dict(zip(args[args[0] == "redis-server"::2], args[1 + (args[0] == "redis-server")::2], strict=False))
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "always"
+
+
+def test_k8s_job_store_is_durable() -> None:
+    documents = list(yaml.safe_load_all((REPO / "k8s/base/redis-jobs.yaml").read_text()))
+    stateful = next(doc for doc in documents if doc["kind"] == "StatefulSet")
+    assert_durable_job_store(stateful["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert stateful["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    config = yaml.safe_load((REPO / "k8s/base/configmap.yaml").read_text())["data"]
+    assert config["SCORER_JOB_REDIS_URL"] == "redis://redis-jobs:6379/0"
+    assert "redis-jobs.yaml" in (REPO / "k8s/base/kustomization.yaml").read_text()
+
+
 def test_compose_file_matches_compose_spec() -> None:
     run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", COMPOSE)
 
@@ -154,7 +171,11 @@ def test_compose_services() -> None:
         assert env["SCORER_REDIS_URL"] == "redis://redis:6379/0"
         assert "${" in env["SCORER_API_KEYS_SHA256"], "API key digest must come from the environment"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert env["SCORER_JOB_REDIS_URL"] == "redis://redis-jobs:6379/0"
+        assert services[name]["depends_on"]["redis-jobs"]["condition"] == "service_healthy"
     assert "redis-cli" in services["redis"]["healthcheck"]["test"]
+    assert_durable_job_store(services["redis-jobs"]["command"])
+    assert any(volume.endswith(":/data") for volume in services["redis-jobs"]["volumes"])
     gpu = services["scorer-gpu"]
     assert gpu["profiles"] == ["gpu"]
     assert gpu["build"]["args"]["RUNTIME"] == "gpu"
