@@ -61,8 +61,8 @@ def test_twins_are_never_served_each_others_scores(tiny_artifacts: Path, tmp_pat
                               wrong, float("nan"), "pass" if ok else "FAIL",
                               f"{len(pairs)} twins (upper/title case, U+001F, U+0085) on a cased tokenizer, each "
                               f"sent after its original: {differing} score differently from their original, "
-                              f"{wrong} were served another answer's score (the old key, lower-cased text with whitespace "
-                              "collapsed, maps every one of these twins onto its original)"))
+                              f"{wrong} were served another answer's score (the old key, lower-cased text with "
+                              "whitespace collapsed, maps every one of these twins onto its original)"))
         assert differing > 0, "the twins all score alike: the scenario proves nothing"
         assert wrong == 0
         assert hits == 1 and again["probabilities"] == httpx.post(  # same ids (only spacing differs): a hit

@@ -83,7 +83,8 @@ def test_hung_redis_costs_one_short_timeout(tiny_artifacts: Path, tmp_path: Path
         results_table.add(Row("8b. cache Redis hung (SIGSTOP) for 40 requests", len(latencies), 0, 0,
                               1000 * worst, "pass" if ok else "FAIL",
                               f"worst {1000 * worst:.0f} ms, median {1000 * median:.0f} ms, {slow} of 40 over "
-                              f"200 ms (timeout 250 ms, breaker 2 s; the issue measured ~4 s each before); scorer_redis_up "
+                              f"200 ms (timeout 250 ms, breaker 2 s; the issue measured ~4 s each before); "
+                              f"scorer_redis_up "
                               f"{up_at_start:g} at start, {up_while_hung:g} while hung, {up_after:g} after"))
         assert up_at_start == 1.0 and up_while_hung == 0.0 and up_after == 1.0
         assert worst < 1.5 and median < 0.2, latencies
