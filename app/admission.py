@@ -6,11 +6,11 @@ here: they wait in the batcher's background queue, behind every interactive requ
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
-from app.errors import Overloaded, error_body
+from app.errors import Overloaded
+from app.middleware import send_error
 
 SCORING_PATHS = ("/score/", "/batch")  # /jobs is accepted even then: jobs wait for room in the queue
 
@@ -24,7 +24,7 @@ class Admission:
             batcher = getattr(scope["app"].state, "batcher", None)
             if batcher is not None and batcher.queued_rows >= batcher.max_queue_rows:
                 metrics.REJECTED.labels("overloaded").inc()
-                error = Overloaded(f"queue full ({batcher.queued_rows} answers waiting); retry shortly")
-                await JSONResponse(error_body(error), 429, headers={"Retry-After": "1"})(scope, receive, send)
+                await send_error(send, Overloaded(f"queue full ({batcher.queued_rows} answers waiting); "
+                                                  "retry shortly"))
                 return
         await self.app(scope, receive, send)

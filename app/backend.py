@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.answer_tokens import EncodedAnswer
 from app.errors import ScoringError
-from app.registry import ItemSpec
+from core.answer_tokens import EncodedAnswer
+from core.manifest import ItemSpec
 
 # Answers whose readable tokens are at least this share unknown to the backbone's vocabulary (an answer in
 # a script the vocabulary lacks) are flagged for review: the model saw mostly `<unk>`, its score means little.

@@ -1,6 +1,6 @@
 """Identical (item, adapter version, token ids) -> the earlier result. Many short answers repeat.
 
-The key is a digest of the ids the item's own tokenizer made of the answer (app/answer_tokens.py), so two
+The key is a digest of the ids the item's own tokenizer made of the answer (core/answer_tokens.py), so two
 answers share a score only when the model could not tell them apart. Keys are SHA-256 digests: the cache
 never holds answer text. Redis when configured (shared by replicas, with a TTL); an in-process LRU
 otherwise. A Redis failure bypasses the cache, never the request, and opens a circuit breaker: while it is

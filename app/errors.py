@@ -89,11 +89,32 @@ ERROR_STATUS: dict[type[ScoringError], int] = {
 }
 
 
+# Errors the framework raises itself (unknown route, wrong method, unreadable body): status -> error_type.
+FRAMEWORK_ERROR_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+class FrameworkError(ScoringError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = FRAMEWORK_ERROR_TYPES.get(status, "http")
+
+
+RETRY_AFTER_S = {429: 1, 503: 1}  # statuses a client should retry, and after how long
+
+
 def status_of(error: ScoringError) -> int:
+    if isinstance(error, FrameworkError):
+        return error.status
     for cls in type(error).__mro__:
         if cls in ERROR_STATUS:
             return ERROR_STATUS[cls]
     return 500
+
+
+def headers_of(error: ScoringError) -> dict[str, str] | None:
+    retry = RETRY_AFTER_S.get(status_of(error))
+    return {"Retry-After": str(retry)} if retry is not None else None
 
 
 def error_body(error: ScoringError) -> dict[str, str]:

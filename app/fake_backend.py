@@ -5,10 +5,10 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from app.answer_tokens import EncodedAnswer, token_digest
 from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
-from app.registry import ItemSpec
+from core.answer_tokens import EncodedAnswer, token_digest
+from core.manifest import ItemSpec
 
 
 def fake_spec(item_id: str, labels: int = 3, version: str = "v1") -> ItemSpec:

@@ -10,8 +10,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from app import metrics
-from app.onnx_parts import HeadRunner
-from app.registry import ItemSpec
+from core.manifest import ItemSpec
+from core.onnx_runtime import HeadRunner
 
 
 class HeadCache:

@@ -4,20 +4,22 @@ operator pages, and the body limit (size and time) that every request passes bef
 from __future__ import annotations
 
 import asyncio
+import time
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import PayloadTooLarge, RequestTimeout, ScoringError, error_body, status_of
+from app.errors import PayloadTooLarge, RequestTimeout, ScoringError, error_body, headers_of, status_of
 from app.request_id import request_id
 from app.security import check_key
 from app.settings import Settings
 
 
 async def send_error(send: Send, error: ScoringError) -> None:
-    await JSONResponse(error_body(error), status_of(error))({"type": "http"}, _disconnected, send)
+    response = JSONResponse(error_body(error), status_of(error), headers=headers_of(error))
+    await response({"type": "http"}, _disconnected, send)
 
 
 async def _disconnected() -> Message:
@@ -43,6 +45,35 @@ class RequestIdHeader:
             await send(message)
 
         await self.app(scope, receive, with_id)
+
+
+class RequestTiming:
+    """Request duration by route template and status, and x-process-time, for every answer (refusals too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-process-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            # The route template, never the raw path: ids in paths must not become label values.
+            route = getattr(scope.get("route"), "path", None)
+            endpoint = route or ("/metrics" if scope["path"].startswith("/metrics") else "other")
+            metrics.REQUEST_SECONDS.labels(endpoint, str(status)).observe(time.perf_counter() - started)
 
 
 class OpsAccess:

@@ -16,10 +16,11 @@ from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
-from app.onnx_parts import AdapterHead, HeadRunner, MergedHead, decode_scores, pad, release_freed_memory, softmax
-from app.registry import Artifacts, ItemSpec, item_spec, load_artifacts
 from app.settings import Settings
 from app.trunks import Trunk, load_trunks, trunk_for
+from core.decoding import decode, softmax
+from core.manifest import Artifacts, ItemSpec, item_spec, load_artifacts
+from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, pad, release_freed_memory, run_trunk
 
 log = logging.getLogger("scorer.engine")
 GOLDEN_TOLERANCE = 1e-3
@@ -92,8 +93,8 @@ class OnnxBackend:
         if not spec.golden_texts:
             return
         ids, mask = pad([row for row, _ in trunk.encoder.encode(spec.golden_texts)])
-        hidden = trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
-        diff = float(np.abs(head.logits(hidden, mask) - np.asarray(spec.golden_logits)).max())
+        diff = float(np.abs(head.logits(run_trunk(trunk.session, ids, mask), mask)
+                            - np.asarray(spec.golden_logits)).max())
         if diff > GOLDEN_TOLERANCE and trunk.fp32:
             raise ItemUnavailable(f"item {spec.item_id!r}: golden answers differ from export ({diff:.1e})")
 
@@ -104,7 +105,7 @@ class OnnxBackend:
         fresh = load_artifacts(self.artifacts.root)
         if rollback:
             current = self.artifacts.items.get(item_id)
-            history = fresh.manifest.get("history", {}).get(item_id, [])
+            history = fresh.history(item_id)
             older = [entry for entry in history if current is None or entry["version"] != current.version]
             if not older:
                 raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
@@ -121,7 +122,7 @@ class OnnxBackend:
         current = fresh.items.get(item_id)
         if current is not None and current.version == version:
             return self._swap_in(fresh, current)
-        for entry in fresh.manifest.get("history", {}).get(item_id, []):
+        for entry in fresh.history(item_id):
             if str(entry["version"]) == version:
                 return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, entry))
         raise UnknownItem(f"item {item_id!r} has no exported version {version!r}")
@@ -139,7 +140,7 @@ class OnnxBackend:
     def warm_up(self) -> None:
         for trunk in self.trunks.values():
             ids, mask = pad([row for row, _ in trunk.encoder.encode(["warm up the trunk"] * 4)])
-            trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})
+            run_trunk(trunk.session, ids, mask)
         for item_id in [*self.settings.pin_items, *self.settings.warm_items]:
             spec = self.artifacts.items.get(item_id)
             if spec is None:
@@ -203,7 +204,7 @@ class OnnxBackend:
             by_item[rows[index].item_id].append(position)
         ids, mask = pad([rows[index].encoded.ids for index in chunk])
         started = time.perf_counter()
-        hidden = trunk.session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+        hidden = run_trunk(trunk.session, ids, mask)
         metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(chunk))
         for item_id, positions in by_item.items():
@@ -225,7 +226,7 @@ class OnnxBackend:
     def _decode(self, spec: ItemSpec, logits: np.ndarray, indices: list[int], rows: list[PreparedRow],
                 outcomes: list[Outcome | None]) -> None:
         probabilities = softmax(logits)
-        classes = decode_scores(probabilities, spec.thresholds)
+        classes = decode(probabilities, spec.thresholds)
         review_below = (self.settings.review_threshold if self.settings.review_threshold is not None
                         else spec.review_threshold)
         for row, index in enumerate(indices):

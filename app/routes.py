@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from app.backend import Outcome, Scored
 from app.deps import BackendDep, CallerDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
 from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
-from app.registry import ITEM_ID, ItemSpec
 from app.schemas import (
     BatchRequest,
     BatchResponse,
@@ -26,6 +25,8 @@ from app.schemas import (
     ScoreResults,
 )
 from app.version_sync import VersionSync
+from core.item_ids import ITEM_ID
+from core.manifest import ItemSpec
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody}
                                            for code in (401, 404, 408, 413, 422, 429, 503)}

@@ -11,8 +11,8 @@ from app.backend import Backend, Outcome, PreparedRow, Scored
 from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, cache_key
 from app.errors import PayloadTooLarge, ScoringError, UnknownItem, ValidationFailed, error_body
-from app.registry import ITEM_ID
 from app.settings import Settings
+from core.item_ids import ITEM_ID
 
 
 def check_answer(text: object, max_chars: int) -> str:

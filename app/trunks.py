@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import onnxruntime as ort
 
 from app.errors import ItemUnavailable
-from app.onnx_parts import TextEncoder, load_session
-from app.registry import Artifacts, BackboneFiles, ItemSpec
+from core.manifest import Artifacts, BackboneFiles, ItemSpec
+from core.onnx_runtime import TextEncoder, load_session
 
 log = logging.getLogger("scorer.engine")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from app import metrics
 from app.backend import Backend
+from core.manifest import item_versions, read_manifest
 
 log = logging.getLogger("scorer.versions")
 VERSIONS_KEY = "scorer:item-versions"  # hash: item id -> {"version", "basis"} every replica should serve
@@ -31,8 +32,7 @@ RETRY_S = 1.0  # pause before resubscribing after a Redis error
 
 def manifest_versions(root: Path) -> dict[str, str]:
     """Item id -> version as the export manifest on disk names it now (not what this process serves)."""
-    manifest = json.loads((root / "manifest.json").read_text())
-    return {item_id: str(entry["version"]) for item_id, entry in manifest["items"].items()}
+    return item_versions(read_manifest(root))
 
 
 def _text(value: bytes | str) -> str:

@@ -42,7 +42,7 @@ def ort_gemm_ceiling(tokens: int, hidden: int, intermediate: int, threads: int, 
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from app.onnx_parts import session_options
+    from core.onnx_runtime import session_options
 
     rng = np.random.default_rng(0)
     shapes = [(hidden, 3 * hidden), (hidden, hidden), (hidden, intermediate), (intermediate, hidden)]
@@ -77,7 +77,7 @@ def encoder_flops(batch: int, seq: int, layers: int, hidden: int, intermediate: 
 
 
 def trunk_gflops(artifacts: Path, file: str, threads: int, batch: int = 32, repeats: int = 20) -> dict[str, Any]:
-    from app.onnx_parts import TextEncoder, load_session, pad
+    from core.onnx_runtime import TextEncoder, load_session, pad
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
     session = load_session(artifacts / file, threads, arena=True)

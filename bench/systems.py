@@ -34,9 +34,9 @@ class System(Protocol):
 
 
 def _decode(specs: dict[str, Spec], item: str, logits: np.ndarray) -> list[int]:
-    from app.onnx_parts import decode_scores, softmax
+    from core.decoding import decode, softmax
 
-    return [int(value) for value in decode_scores(softmax(logits), specs[item]["thresholds"])]
+    return [int(value) for value in decode(softmax(logits), specs[item]["thresholds"])]
 
 
 def _groups(rows: list[Row]) -> dict[str, list[int]]:
@@ -88,7 +88,7 @@ class FullModels:
 
     def __init__(self, files: dict[str, Path], specs: dict[str, Spec], tokenizer: Path, max_length: int,
                  threads: int, capacity: int) -> None:
-        from app.onnx_parts import TextEncoder
+        from core.onnx_runtime import TextEncoder
 
         self.files = files
         self.specs = specs
@@ -98,7 +98,7 @@ class FullModels:
         self.sessions: OrderedDict[str, Any] = OrderedDict()
 
     def load(self, items: list[str]) -> None:
-        from app.onnx_parts import release_freed_memory
+        from core.onnx_runtime import release_freed_memory
 
         for item in items[: self.capacity]:
             self.ensure(item)
@@ -111,7 +111,7 @@ class FullModels:
         if item in self.sessions:
             self.sessions.move_to_end(item)
             return
-        from app.onnx_parts import load_session
+        from core.onnx_runtime import load_session
 
         while len(self.sessions) >= self.capacity:
             self.sessions.popitem(last=False)
@@ -123,7 +123,7 @@ class FullModels:
         self.ensure(item)
 
     def score(self, rows: list[Row]) -> list[int]:
-        from app.onnx_parts import pad
+        from core.onnx_runtime import pad
 
         scores = [0] * len(rows)
         encoded = self.encoder.encode([text for _, text in rows])
@@ -163,7 +163,7 @@ class NaivePeft:
         self.classifiers: OrderedDict[str, Any] = OrderedDict()
 
     def load(self, items: list[str]) -> None:
-        from app.onnx_parts import release_freed_memory
+        from core.onnx_runtime import release_freed_memory
 
         for item in items[: self.capacity]:
             self.ensure(item)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from numpy.typing import NDArray
 
-from app.onnx_parts import FloatArray, HeadRunner, decode_scores, pad, softmax
+from core.decoding import decode, softmax
+from core.onnx_runtime import FloatArray, length_sorted_batches, pad
 from training.encoder import ScoringModel
 from training.metrics import quadratic_weighted_kappa
 
@@ -27,29 +27,11 @@ class Comparison:
     onnx_logits: FloatArray
 
 
-def _batches(lengths: list[int], size: int = 64) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[start : start + size] for start in range(0, len(order), size)]
-
-
-def onnx_logits(trunk: ort.InferenceSession, head: HeadRunner, rows: list[list[int]]) -> FloatArray:
-    out: FloatArray | None = None
-    for batch in _batches([len(row) for row in rows]):
-        ids, mask = pad([rows[i] for i in batch])
-        hidden = trunk.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
-        logits = head.logits(hidden, mask)
-        if out is None:
-            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
-        out[batch] = logits
-    assert out is not None
-    return out
-
-
 def torch_logits(model: ScoringModel, rows: list[list[int]]) -> FloatArray:
     model.eval()
     out = np.zeros((len(rows), model.head.classifier.out_features), dtype=np.float32)
     with torch.no_grad():
-        for batch in _batches([len(row) for row in rows]):
+        for batch in length_sorted_batches([len(row) for row in rows]):
             ids, mask = pad([rows[i] for i in batch])
             out[batch] = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     return out
@@ -57,8 +39,8 @@ def torch_logits(model: ScoringModel, rows: list[list[int]]) -> FloatArray:
 
 def compare(reference: FloatArray, candidate: FloatArray, thresholds: list[float] | None) -> Comparison:
     diff = float(np.abs(reference - candidate).max()) if reference.size else 0.0
-    mismatches = int((decode_scores(softmax(reference), thresholds)
-                      != decode_scores(softmax(candidate), thresholds)).sum())
+    mismatches = int((decode(softmax(reference), thresholds)
+                      != decode(softmax(candidate), thresholds)).sum())
     return Comparison(diff, mismatches, candidate)
 
 
@@ -71,5 +53,5 @@ def require_match(item_id: str, comparison: Comparison) -> None:
 
 
 def qwk_of(logits: FloatArray, truth: list[int], thresholds: list[float] | None) -> float:
-    predicted: NDArray[np.int64] = decode_scores(softmax(logits), thresholds)
+    predicted: NDArray[np.int64] = decode(softmax(logits), thresholds)
     return quadratic_weighted_kappa(truth, list(predicted), list(range(logits.shape[1])))

@@ -29,10 +29,6 @@ def data_fingerprint(splits: dict[str, list[tuple[str, int]]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def config_fingerprint(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
 @dataclass
 class AdapterRecord:
     folder: Path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -10,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from core.fingerprints import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted backbones are built here (ignored by git); BACKBONE_CACHE moves it (e.g. in a container).
@@ -75,14 +76,6 @@ class ResolvedBackbone:
             "weights_sha256": self.weights_sha256,
             "pooling": self.spec.pooling,
         }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_backbone(name_or_path: str) -> ResolvedBackbone:

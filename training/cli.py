@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -101,24 +102,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_add_item(args: argparse.Namespace) -> int:
-    from training.add_item import add_item
-    from training.data import Columns, ScoreRange
-    from training.pipeline import QualityRefused
+AddItemCommand = Callable[[argparse.Namespace, TrainConfig], int]
 
-    score_range = ScoreRange.parse(args.score_range) if args.score_range else None
-    columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
-    try:
-        summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           _config(args, _lora_defaults(args)), args.min_qwk, columns, args.backbone)
-    except QualityRefused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 3
-    print(json.dumps(summary, indent=2))
-    key = summary["item_id"]  # the item id plus the backbone's suffix, if any
-    print(f"{key} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
-          f"up with POST /admin/items/{key}/reload")
-    return 0
+
+def _add_item_command(implementation: AddItemCommand | None) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        if implementation is None:
+            print("error: add-item trains and exports; run it as `python -m training add-item`", file=sys.stderr)
+            return 2
+        return implementation(args, _config(args, _lora_defaults(args)))
+
+    return run
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -129,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--out", default=str(REPO / "build" / "onnx"), help="artifact folder to export into")
     add.add_argument("--backbone", default=DEFAULT_BACKBONE)
     _add_train_options(add)
-    add.set_defaults(func=cmd_add_item)
+    add.set_defaults(func=_add_item_command(add_item))
 
     report = sub.add_parser("report", help="markdown + plots of accuracy")
     report.add_argument("--adapters", default=str(ADAPTERS))
@@ -180,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, add_item: AddItemCommand | None = None) -> int:
+    """`add_item`: the add-item command's implementation, bound by the entry point (it lives in export)."""
+    args = build_parser(add_item).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -1,4 +1,4 @@
-"""Turning class probabilities into scores: argmax, or QWK-aware thresholds on the expected score.
+"""Tuning the decoding thresholds on validation (the rule itself, shared with serving, is core.decoding).
 
 QWK punishes distant errors quadratically, so the expected score sum_k p_k * k cut at tuned thresholds
 usually beats argmax. Thresholds are tuned on validation only.
@@ -11,18 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core.decoding import expected_score
 from training.metrics import quadratic_weighted_kappa
-
-
-def expected_score(probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(probabilities @ np.arange(probabilities.shape[1], dtype=np.float64))
-
-
-def decode(probabilities: NDArray[np.float64], thresholds: Sequence[float] | None) -> NDArray[np.int64]:
-    """Class index per row (0-based); thresholds=None means argmax."""
-    if thresholds is None:
-        return np.asarray(probabilities.argmax(axis=1), dtype=np.int64)
-    return np.asarray(np.searchsorted(np.asarray(thresholds), expected_score(probabilities)), dtype=np.int64)
 
 
 def tune_thresholds(

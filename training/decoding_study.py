@@ -20,11 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from core.decoding import decode
 from training.artifacts import AdapterRecord, adapter_model, current_record
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.backbones import resolve_backbone
 from training.cli import ADAPTERS, REPORTS
-from training.decoding import decode, tune_thresholds
+from training.decoding import tune_thresholds
 from training.encoder import load_backbone_weights
 from training.metrics import quadratic_weighted_kappa
 from training.pipeline import encode_item

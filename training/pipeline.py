@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.decoding import DEFAULT_REVIEW_THRESHOLD, decode
+from core.fingerprints import fingerprint
 from training.artifacts import (
-    config_fingerprint,
     current_record,
     data_fingerprint,
     model_card,
@@ -21,7 +22,6 @@ from training.artifacts import (
 )
 from training.backbones import ResolvedBackbone, adapter_key, resolve_backbone
 from training.data import ItemData
-from training.decoding import decode
 from training.encoder import adapter_state, build_model, load_backbone_weights
 from training.tokenize import encode_texts, load_tokenizer
 from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_proba, train_item
@@ -32,7 +32,7 @@ class QualityRefused(RuntimeError):
 
 
 REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
-REVIEW_DEFAULT = 0.6
+REVIEW_DEFAULT = DEFAULT_REVIEW_THRESHOLD
 
 
 def review_threshold(probabilities: np.ndarray, truth: list[int], thresholds: list[float] | None) -> float:
@@ -58,7 +58,7 @@ def encode_item(item: ItemData, backbone: ResolvedBackbone) -> dict[str, tuple[l
 
 
 def _fingerprint(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig) -> str:
-    return config_fingerprint({
+    return fingerprint({
         "data": data_fingerprint(item.splits()),
         "backbone": backbone.weights_sha256,
         "train": config.as_dict(),

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor
 
-from training.decoding import decode, tune_thresholds
+from core.decoding import decode
+from training.decoding import tune_thresholds
 from training.encoder import TARGET_PRESETS, LoRALinear, ScoringModel, attach_lora
 from training.metrics import evaluate, quadratic_weighted_kappa
 

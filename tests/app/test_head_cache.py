@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from app.fake_backend import fake_spec
 from app.head_cache import HeadCache
-from app.registry import ItemSpec
+from core.manifest import ItemSpec
 
 
 class SizedHead:

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.onnx_parts import AdapterHead, MergedHead, load_session, pad
+from core.onnx_runtime import AdapterHead, MergedHead, load_session, pad
 from export.pipeline import ExportOptions, export_all
 from export.validate import ValidationError
 

@@ -11,9 +11,9 @@ import pytest
 
 from app.errors import ItemUnavailable
 from app.onnx_backend import OnnxBackend
-from app.onnx_parts import pad
-from app.registry import load_artifacts
 from app.settings import Settings
+from core.manifest import load_artifacts
+from core.onnx_runtime import pad
 from export.pipeline import ExportOptions, export_all
 from export.validate import ValidationError
 from tests.conftest import tiny_item

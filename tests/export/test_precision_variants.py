@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.onnx_backend import OnnxBackend
-from app.onnx_parts import load_session, pad
 from app.settings import Settings
+from core.onnx_runtime import load_session, pad
 from export.pipeline import ExportOptions, export_all
 from tests.conftest import tiny_item
 

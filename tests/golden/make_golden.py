@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.onnx_parts import decode_scores, softmax
+from core.decoding import decode, softmax
 from export.pipeline import _adapter_model
 from export.validate import torch_logits
 from training.artifacts import current_record
@@ -32,7 +32,7 @@ def main() -> None:
         item = load_asap_item(item_id)
         texts = [text for text, _ in item.test[:PER_ITEM]]
         logits = torch_logits(_adapter_model(record, backbone, weights), encode_texts(tokenizer, texts))
-        scores = decode_scores(softmax(logits), record.config["decoding"]["thresholds"])
+        scores = decode(softmax(logits), record.config["decoding"]["thresholds"])
         golden[item_id] = {"adapter_version": record.version,
                            "answers": [{"text": t, "score": int(s), "logits": [round(float(v), 5) for v in row]}
                                        for t, s, row in zip(texts, scores, logits, strict=True)]}

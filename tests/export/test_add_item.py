@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from training.add_item import add_item
+from export.add_item import add_item
 from training.artifacts import current_record
 from training.asap import load_asap_item
 from training.data import DataError, ScoreRange

@@ -1,4 +1,5 @@
-"""Torch-free ONNX Runtime building blocks shared by the service and the exporter's validation."""
+"""Torch-free ONNX Runtime building blocks shared by the service, the exporter's validation and the bench:
+sessions, the tokenizer wrapper, the trunk run (written once, here) and the two kinds of head runner."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-from app.answer_tokens import AnswerTokens, EncodedAnswer
+from core.answer_tokens import AnswerTokens, EncodedAnswer
 
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
@@ -72,6 +73,12 @@ def pad(rows: list[list[int]]) -> tuple[IntArray, IntArray]:
     return ids, mask
 
 
+def run_trunk(session: ort.InferenceSession, ids: IntArray, mask: IntArray) -> FloatArray:
+    """The shared trunk: token ids -> hidden states below the split layer."""
+    hidden: FloatArray = session.run(["hidden_states"], {"input_ids": ids, "attention_mask": mask})[0]
+    return hidden
+
+
 class HeadRunner(Protocol):
     """One item's head: trunk hidden states + mask -> logits over its score points."""
 
@@ -124,15 +131,20 @@ def release_freed_memory() -> None:
     libc.malloc_trim(0)
 
 
-def softmax(logits: FloatArray) -> NDArray[np.float64]:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+def length_sorted_batches(lengths: list[int], size: int = 64) -> list[list[int]]:
+    """Row indices in batches of similar length (little padding); offline use (export checks, golden runs)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
-def decode_scores(probabilities: NDArray[np.float64], thresholds: list[float] | None) -> IntArray:
-    """0-based class per row: argmax, or the expected score cut at tuned thresholds (as in training)."""
-    if thresholds is None:
-        return np.asarray(probabilities.argmax(axis=1), dtype=np.int64)
-    expected = probabilities @ np.arange(probabilities.shape[1], dtype=np.float64)
-    return np.asarray(np.searchsorted(np.asarray(thresholds), expected), dtype=np.int64)
+def trunk_head_logits(trunk: ort.InferenceSession, head: HeadRunner, rows: list[list[int]]) -> FloatArray:
+    """Logits of token-id rows through trunk then head, as served; in input order."""
+    out: FloatArray | None = None
+    for batch in length_sorted_batches([len(row) for row in rows]):
+        ids, mask = pad([rows[i] for i in batch])
+        logits = head.logits(run_trunk(trunk, ids, mask), mask)
+        if out is None:
+            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
+        out[batch] = logits
+    assert out is not None, "no rows"
+    return out

@@ -1,0 +1,181 @@
+"""The artifact manifest (build/onnx/manifest.json): one schema, read and written only here.
+
+Format 2 lists every backbone under "backbones" and mirrors the primary backbone's entry at the top level,
+where format 1 (one backbone) kept it; `backbone_entries` is the one place that reads format 1.
+
+An item is served by one or more *members*: a head on some backbone's trunk, combined into one probability
+vector by the item's `combine` rule. Today every item has exactly one member, written from the item's own
+top-level keys (format, file, sha256, bytes, backbone, backbone_sha256); an ensemble item lists its members
+under "members" with weights. Decoding (thresholds), labels, review threshold, golden answers and the
+version belong to the item, not to a member."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.decoding import DEFAULT_REVIEW_THRESHOLD
+from core.item_ids import ITEM_ID
+
+MANIFEST_FORMAT = 2
+# The keys a format-1 manifest has at its top level for its single backbone (and format 2 mirrors there).
+BACKBONE_KEYS = ("backbone", "trunk", "tokenizer", "adapter_head", "int8", "fp16")
+HISTORY_KEPT = 5  # earlier exported versions per item, for rollback
+COMBINE_RULES = ("single", "mean_probabilities")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One head on one backbone's trunk; `weight` in the item's combination."""
+
+    backbone: str
+    backbone_sha256: str
+    head_format: str  # "ort-adapter" | "merged"
+    path: Path
+    sha256: str
+    nbytes: int
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    item_id: str
+    version: str
+    head_format: str  # the first member's, as below (the single-member view every caller uses today)
+    path: Path
+    labels: list[int]
+    thresholds: list[float] | None
+    review_threshold: float
+    sha256: str
+    nbytes: int
+    model_card: dict[str, Any] = field(default_factory=dict)
+    golden_texts: list[str] = field(default_factory=list)
+    golden_logits: list[list[float]] = field(default_factory=list)
+    backbone: str = ""  # the backbone it was trained on; it runs on that backbone's trunk only
+    backbone_sha256: str = ""  # that backbone's weights when it was trained
+    members: tuple[Member, ...] = ()  # empty: the one member described by the fields above
+    combine: str = "single"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.item_id, self.version)
+
+    @property
+    def all_members(self) -> tuple[Member, ...]:
+        return self.members or (Member(self.backbone, self.backbone_sha256, self.head_format, self.path,
+                                       self.sha256, self.nbytes),)
+
+
+@dataclass(frozen=True)
+class BackboneFiles:
+    """One backbone's trunk (and its reduced variants), tokenizer and shared head graph."""
+
+    name: str
+    weights_sha256: str
+    trunk_path: Path
+    trunk_sha256: str
+    tokenizer_path: Path
+    adapter_head_path: Path | None
+    int8_path: Path | None  # only where the export allowed it
+    fp16_path: Path | None  # likewise; for the GPU
+    max_length: int
+    text_prefix: str
+
+
+@dataclass
+class Artifacts:
+    """An artifact folder as read. `items` is the map being served: a reload swaps one entry in place."""
+
+    root: Path
+    manifest: dict[str, Any]
+    items: dict[str, ItemSpec]
+    backbones: dict[str, BackboneFiles] = field(default_factory=dict)
+
+    def history(self, item_id: str) -> list[dict[str, Any]]:
+        """Earlier exported versions of the item, newest first."""
+        return list(self.manifest.get("history", {}).get(item_id, []))
+
+
+def backbone_entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Format 2 lists every backbone; format 1 has one, described by its top-level keys."""
+    if "backbones" in manifest:
+        entries: dict[str, dict[str, Any]] = manifest["backbones"]
+        return entries
+    if "backbone" not in manifest:
+        return {}
+    single: dict[str, Any] = {key: manifest[key] for key in BACKBONE_KEYS if key in manifest}
+    return {str(manifest["backbone"]["name"]): single}
+
+
+def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
+    head, int8, fp16 = entry.get("adapter_head"), entry.get("int8"), entry.get("fp16")
+    return BackboneFiles(
+        name=str(entry["backbone"]["name"]),
+        weights_sha256=str(entry["backbone"]["weights_sha256"]),
+        trunk_path=root / str(entry["trunk"]["file"]),
+        trunk_sha256=str(entry["trunk"]["sha256"]),
+        tokenizer_path=root / str(entry["tokenizer"]["file"]),
+        adapter_head_path=root / str(head["file"]) if head else None,
+        int8_path=root / str(int8["file"]) if int8 and int8.get("allowed") else None,
+        fp16_path=root / str(fp16["file"]) if fp16 and fp16.get("allowed") else None,
+        max_length=int(entry["backbone"]["max_length"]),
+        text_prefix=str(entry["backbone"].get("text_prefix", "")),
+    )
+
+
+def _member(root: Path, entry: dict[str, Any], default_backbone: dict[str, Any]) -> Member:
+    return Member(backbone=str(entry.get("backbone") or default_backbone.get("name", "")),
+                  backbone_sha256=str(entry.get("backbone_sha256") or default_backbone.get("weights_sha256", "")),
+                  head_format=str(entry["format"]), path=root / str(entry["file"]), sha256=str(entry["sha256"]),
+                  nbytes=int(entry["bytes"]), weight=float(entry.get("weight", 1.0)))
+
+
+def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> ItemSpec:
+    """manifest: only needed for format-1 entries, which do not name their backbone."""
+    if not ITEM_ID.match(item_id):
+        raise ValueError(f"manifest item id {item_id!r} is not a slug")
+    default_backbone = (manifest or {}).get("backbone", {})
+    first = _member(root, entry, default_backbone)
+    members = tuple(_member(root, member, default_backbone) for member in entry.get("members", []))
+    combine = str(entry.get("combine", "single"))
+    if combine not in COMBINE_RULES or (combine == "single" and len(members) > 1):
+        raise ValueError(f"manifest item {item_id!r}: combine rule {combine!r} with {len(members)} members")
+    golden = entry.get("golden", {})
+    return ItemSpec(
+        item_id=item_id, version=str(entry["version"]), head_format=first.head_format, path=first.path,
+        labels=[int(label) for label in entry["labels"]], thresholds=entry.get("thresholds"),
+        review_threshold=float(entry.get("review_threshold", DEFAULT_REVIEW_THRESHOLD)),
+        sha256=first.sha256, nbytes=first.nbytes, model_card=dict(entry.get("model_card", {})),
+        golden_texts=list(golden.get("texts", [])), golden_logits=list(golden.get("logits", [])),
+        backbone=first.backbone, backbone_sha256=first.backbone_sha256,
+        members=members if len(members) > 1 else (), combine=combine,
+    )
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no export manifest at {path}; run `python -m export` (or `make export`)")
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Atomically: a running service re-reading the folder sees the old manifest or the new, never half."""
+    tmp = root / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(root / "manifest.json")
+
+
+def item_versions(manifest: dict[str, Any]) -> dict[str, str]:
+    """Item id -> the version the manifest names."""
+    return {item_id: str(entry["version"]) for item_id, entry in manifest.get("items", {}).items()}
+
+
+def load_artifacts(root: Path) -> Artifacts:
+    manifest = read_manifest(root)
+    items = {item_id: item_spec(root, item_id, entry, manifest) for item_id, entry in manifest["items"].items()}
+    backbones = {name: backbone_files(root, entry) for name, entry in backbone_entries(manifest).items()}
+    return Artifacts(root, manifest, items, backbones)

@@ -1,0 +1,61 @@
+"""add-item: a new item from a scored file to a served head in minutes (train, evaluate, then export its head).
+
+It lives in export because it runs both halves: export builds on training, never the other way round.
+`python -m training add-item` reaches it through training's entry point (training/__main__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core.item_ids import ITEM_ID
+from export.pipeline import ExportOptions, export_all
+from training.add_item import DEFAULT_COLUMNS, load_item_file
+from training.data import Columns, DataError, ScoreRange
+from training.pipeline import QualityRefused, train_adapter
+from training.trainer import TrainConfig
+
+
+def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
+             config: TrainConfig, min_test_qwk: float, columns: Columns = DEFAULT_COLUMNS,
+             backbone: str = "minilm-en") -> dict[str, object]:
+    """Validate, split, train, evaluate, write adapters/<id>/vN and export its head. Returns a summary."""
+    if not ITEM_ID.match(item_id):
+        raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
+    started = time.perf_counter()
+    item = load_item_file(data, item_id, score_range, columns)
+    adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
+    trained = time.perf_counter() - started
+    key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
+    low = item.score_range.low
+    texts = {key: {name: ([t for t, _ in rows], [s - low for _, s in rows])
+                       for name, rows in (("validation", item.validation), ("test", item.test))}}
+    # Only the new item's backbone is exported: the other backbones' heads stay as they were.
+    manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
+                                        backbone=backbone if Path(backbone).is_dir() else None,
+                                        backbones=(str(adapter["backbone"]["name"]),)))
+    entry = manifest["items"][key]
+    return {"item_id": key, "version": adapter["version"], "score_range": str(item.score_range),
+            "sizes": {name: len(rows) for name, rows in item.splits().items()},
+            "test_qwk": entry["qwk"]["test"]["qwk_onnx"], "max_abs_logit_diff": entry["max_abs_logit_diff"],
+            "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
+
+
+def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
+    """The CLI command; `config` is the training configuration training's CLI built from the options."""
+    score_range = ScoreRange.parse(args.score_range) if args.score_range else None
+    columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
+    try:
+        summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
+                           config, args.min_qwk, columns, args.backbone)
+    except QualityRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(summary, indent=2))
+    key = summary["item_id"]  # the item id plus the backbone's suffix, if any
+    print(f"{key} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
+          f"up with POST /admin/items/{key}/reload")
+    return 0

@@ -1,0 +1,120 @@
+"""One backbone's part of an export: its trunk, tokenizer and shared head graph, then its items' heads."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+from tqdm import tqdm
+
+from core.fingerprints import file_sha256, fingerprint
+from core.manifest import HISTORY_KEPT, backbone_entries
+from core.onnx_runtime import load_session
+from export import graphs
+from export.item import export_item
+from export.options import EXPORTER_VERSION, ExportOptions, check_backbone
+from export.reduced import reduced_variant
+from export.validate import ValidationError
+from training.artifacts import AdapterRecord, adapter_model
+from training.backbones import ResolvedBackbone, resolve_backbone
+from training.encoder import build_model, load_backbone_weights
+from training.tokenize import load_tokenizer
+
+
+def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, old: dict[str, Any],
+                     manifest: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """One backbone's trunk, tokenizer and shared head graph, and the heads of its items."""
+    out = options.out
+    splits = {r.config["split_layer"] for r in records.values()}
+    if len(splits) != 1:
+        raise ValidationError(f"items of backbone {name} must share one split layer; found {sorted(splits)}")
+    backbone = resolve_backbone(str(options.backbone_folders.get(name) or options.backbone or name))
+    split_layer = splits.pop()
+    for record in records.values():
+        check_backbone(record, backbone)
+    weights = load_backbone_weights(backbone.path)
+    max_length = backbone.spec.max_length
+    old_entry = backbone_entries(old).get(name, {})
+    entry: dict[str, Any] = {
+        "backbone": {**backbone.describe(), "name": name, "split_layer": split_layer, "max_length": max_length,
+                     "text_prefix": backbone.spec.text_prefix, "hidden": weights[0].hidden},
+    }
+    trunk_key = fingerprint({"backbone": backbone.weights_sha256, "S": split_layer, "max_length": max_length,
+                      "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+    folder.mkdir(parents=True, exist_ok=True)
+    trunk_path = folder / "trunk.onnx"
+    tokenizer_path = folder / "tokenizer.json"
+    old_trunk = old_entry.get("trunk", {})
+    trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
+    old_items = old.get("items", {})
+    if old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file():
+        options.log(f"{name} trunk: current")
+    else:
+        started = time.perf_counter()
+        graphs.export_trunk(build_model(backbone.path, split_layer, 2, backbone=weights), trunk_path)
+        load_tokenizer(backbone.path, max_length).save(str(tokenizer_path))
+        options.log(f"{name} trunk: exported in {time.perf_counter() - started:.1f} s")
+        old_items = {}  # every head of this backbone depends on its trunk
+    entry["trunk"] = {"file": str(trunk_path.relative_to(out)), "sha256": file_sha256(trunk_path),
+                      "key": trunk_key, "bytes": trunk_path.stat().st_size}
+    entry["tokenizer"] = {"file": str(tokenizer_path.relative_to(out)), "sha256": file_sha256(tokenizer_path)}
+
+    trunk = load_session(trunk_path, options.threads, arena=True)
+    shared_head: ort.InferenceSession | None = None
+    if options.head_format == "ort-adapter":
+        shared_head = shared_head_graph(records, backbone, weights, split_layer, out, old_entry, entry, options)
+
+    tokenizer = load_tokenizer(backbone.path, max_length)
+    for item_id, record in tqdm(records.items(), desc=f"{name} heads", unit="item"):
+        item_key = fingerprint({"trunk": trunk_key, "format": options.head_format,
+                         "adapter": file_sha256(record.folder / "adapter.safetensors"),
+                         "config": record.config.get("fingerprint"), "version": record.version,
+                         "head_graph": entry.get("adapter_head", {}).get("key")})
+        previous = old_items.get(item_id, {})
+        if previous.get("key") == item_key and (out / previous["file"]).is_file():
+            manifest["items"][item_id] = previous
+            continue
+        entry_of_item = export_item(record, backbone, weights, tokenizer, trunk, shared_head, item_key, options)
+        member = {"backbone": name, "backbone_sha256": backbone.weights_sha256, "weight": 1.0,
+                  **{key: entry_of_item[key] for key in ("format", "file", "sha256", "bytes")}}
+        # One member per item today (core/manifest.py); its keys also stay at the top level for older readers.
+        manifest["items"][item_id] = {**entry_of_item, "backbone": name, "backbone_sha256": backbone.weights_sha256,
+                                      "members": [member], "combine": "single"}
+        # Earlier exported versions stay listed (and their files stay) so the service can roll back.
+        history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
+        if previous and previous.get("version") != record.version:
+            history = [previous, *[h for h in history if h["version"] != previous["version"]]]
+        if history:
+            manifest.setdefault("history", {})[item_id] = history[:HISTORY_KEPT]
+    items = {item_id: manifest["items"][item_id] for item_id in records}
+    for variant, wanted in (("int8", options.int8), ("fp16", options.fp16)):
+        if wanted:
+            entry[variant] = reduced_variant(variant, items, folder, tokenizer, entry, options)
+        elif (variant in old_entry and (folder / f"trunk.{variant}.onnx").is_file()
+              and old_trunk.get("key") == trunk_key):
+            entry[variant] = old_entry[variant]
+    return entry
+
+
+def shared_head_graph(records: dict[str, AdapterRecord], backbone: ResolvedBackbone, weights: Any, split_layer: int,
+                 out: Path, old: dict[str, Any], manifest: dict[str, Any], options: ExportOptions
+                 ) -> ort.InferenceSession:
+    """old/manifest: the previous and the new entry of this backbone."""
+    shapes = {(r.config["train"]["targets"], r.config["train"]["rank"]) for r in records.values()}
+    if len(shapes) != 1:
+        raise ValidationError(f"ort-adapter format needs one LoRA layout for all items; found {shapes}")
+    targets, rank = shapes.pop()
+    key = fingerprint({"backbone": backbone.weights_sha256, "S": split_layer, "targets": targets, "rank": rank,
+                "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+    path = out / f"head_adapter-{key}.onnx"
+    first = next(iter(records.values()))
+    model = adapter_model(first, backbone.path, weights)
+    names = graphs.adapter_input_names(model.head)
+    if old.get("adapter_head", {}).get("key") != key or not path.is_file():
+        graphs.export_adapter_head(model, path)
+        options.log(f"shared adapter head graph: exported ({path.name})")
+    manifest["adapter_head"] = {"file": path.name, "key": key, "sha256": file_sha256(path),
+                                "adapter_inputs": names, "bytes": path.stat().st_size}
+    return load_session(path, options.threads, arena=False)

@@ -1,0 +1,67 @@
+"""Reduced-precision trunks: int8 for the CPU, fp16 for the GPU, each allowed only by its measured QWK change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.fingerprints import file_sha256
+from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, load_session, trunk_head_logits
+from export.options import MAX_MEAN_QWK_DROP, ExportOptions, item_texts
+from export.validate import qwk_of
+from training.artifacts import load_record
+from training.tokenize import encode_texts
+
+
+def _write_reduced_trunk(variant: str, source: Path, path: Path) -> None:
+    if variant == "int8":  # CPU: dynamic per-channel int8 weights
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(source), str(path), per_channel=True, weight_type=QuantType.QInt8)
+        return
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # GPU: fp16 weights and activations; the graph's inputs/outputs keep their types, so the service and
+    # the heads (fp32) feed and read it unchanged.
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(path))
+
+
+def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any,
+                     entry: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """An int8 (CPU) or fp16 (GPU) trunk; its test-QWK change per item decides whether serving may use it.
+
+    The change is measured here with ONNX Runtime's CPU kernels; a GPU's fp16 kernels round differently
+    (fp16 accumulation), so an fp16 figure is the graph's precision loss, not a CUDA measurement."""
+    out = options.out
+    path = folder / f"trunk.{variant}.onnx"
+    _write_reduced_trunk(variant, folder / "trunk.onnx", path)
+    trunk8 = load_session(path, options.threads, arena=True)
+    shared = None
+    if "adapter_head" in entry:
+        shared = load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
+    changes: dict[str, float] = {}
+    for item_id, item in items.items():
+        record = load_record(options.adapters / item_id / item["version"])
+        texts = item_texts(record, options)
+        if "test" not in texts:
+            continue
+        head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
+                            else MergedHead(out / item["file"], options.threads))
+        answers, truth = texts["test"]
+        rows = encode_texts(tokenizer, answers, entry["backbone"]["text_prefix"])
+        qwk8 = qwk_of(trunk_head_logits(trunk8, head, rows), truth, item["thresholds"])
+        item["qwk"]["test"][f"qwk_{variant}"] = qwk8
+        changes[item_id] = qwk8 - item["qwk"]["test"]["qwk_onnx"]
+    mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")
+    allowed = bool(changes) and -mean_change <= MAX_MEAN_QWK_DROP
+    options.log(f"{entry['backbone']['name']} {variant} trunk: mean test-QWK change {mean_change:+.4f} "
+                f"-> allowed={allowed}")
+    return {
+        "file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "test_qwk_change": changes, "mean_test_qwk_change": mean_change, "allowed": allowed,
+        "rule": f"serving may use {variant} only when the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}",
+        "measured_on": "CPUExecutionProvider",
+    }
