@@ -22,6 +22,7 @@ WORKDIR /src
 # torch first and pinned, from the CPU index: no GBs of CUDA wheels for an export that runs on CPU.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY training ./training
 COPY export ./export
 COPY app ./app
@@ -49,6 +50,7 @@ RUN if ! command -v python3 >/dev/null; then \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /srv scorer
 WORKDIR /tmp/src
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY app ./app
 RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 1;; esac \
  && pip install ".[${RUNTIME}]" \

@@ -38,8 +38,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check training export app bench tests
-	$(BIN)/mypy training export app bench
+	$(BIN)/ruff check core training export app bench tests
+	$(BIN)/mypy core training export app bench
 
 train: $(STAMP)
 	$(BIN)/python -m training train --items all

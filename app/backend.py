@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from app.errors import ScoringError
 from core.answer_tokens import EncodedAnswer
@@ -26,6 +26,13 @@ class Scored:
     review_reasons: list[str] = field(default_factory=list)  # low_confidence, unknown_words
 
 
+class AnswerRow(NamedTuple):
+    """One answer to score: a served item's id and the answer's text (checked, not yet tokenized)."""
+
+    item_id: str
+    text: str
+
+
 @dataclass(frozen=True)
 class PreparedRow:
     """One answer after its item's tokenizer: all the scorer and the duplicate cache need of it."""
@@ -46,7 +53,7 @@ class Backend(Protocol):
 
     def is_cached(self, spec: ItemSpec) -> bool: ...
 
-    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+    def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
         """(item id, answer) per row -> its tokens, or the row's own error (unknown item, nothing readable)."""
         ...
 
@@ -54,14 +61,18 @@ class Backend(Protocol):
         """One outcome per prepared row, in order; a bad row never fails the others."""
         ...
 
-    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
         """prepare + score_prepared in one call (benchmarks, tests)."""
         ...
 
     def warm_up(self) -> None: ...
 
-    def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
-        """Swap in the item's newest (or, with rollback, previous) exported version after verifying it."""
+    def reload(self, item_id: str) -> ItemSpec:
+        """Swap in the item's newest exported version after verifying it."""
+        ...
+
+    def rollback(self, item_id: str) -> ItemSpec:
+        """Swap in the item's previous exported version after verifying it."""
         ...
 
     def activate(self, item_id: str, version: str) -> ItemSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from app.backend import Backend
 from app.jobs import JobRunner
@@ -43,8 +43,14 @@ def require_admin(settings: Annotated[Settings, Depends(get_settings_dep)],
     return check_key(authorization, settings.api_keys_sha256, settings.admin_keys_sha256, need_admin=True)
 
 
+def served_item(request: Request, item_id: Annotated[str, Path(max_length=200)]) -> str:
+    """A path's item id, checked once per request: 404 unknown_item unless this deployment serves it."""
+    return get_scoring(request).known_item(item_id)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 CallerDep = Annotated[Caller, Depends(require_key)]
+ServedItemDep = Annotated[str, Depends(served_item)]

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app import metrics
-from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.backend import UNKNOWN_SHARE_FOR_REVIEW, AnswerRow, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
@@ -98,23 +98,23 @@ class OnnxBackend:
         if diff > GOLDEN_TOLERANCE and trunk.fp32:
             raise ItemUnavailable(f"item {spec.item_id!r}: golden answers differ from export ({diff:.1e})")
 
-    def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
-        """Re-read the manifest; load and verify the item's new (or previous) head, then swap it in.
+    def reload(self, item_id: str) -> ItemSpec:
+        """Re-read the manifest; load and verify the item's newest exported version, then swap it in.
 
         Requests already holding the old version finish with it; the swap is one dict assignment."""
         fresh = load_artifacts(self.artifacts.root)
-        if rollback:
-            current = self.artifacts.items.get(item_id)
-            history = fresh.history(item_id)
-            older = [entry for entry in history if current is None or entry["version"] != current.version]
-            if not older:
-                raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
-            spec = item_spec(self.artifacts.root, item_id, older[0])
-        elif item_id in fresh.items:
-            spec = fresh.items[item_id]
-        else:
+        if item_id not in fresh.items:
             raise UnknownItem(f"item {item_id!r} is not in the export manifest")
-        return self._swap_in(fresh, spec)
+        return self._swap_in(fresh, fresh.items[item_id])
+
+    def rollback(self, item_id: str) -> ItemSpec:
+        """Swap in the newest exported version other than the one served now (from the manifest's history)."""
+        fresh = load_artifacts(self.artifacts.root)
+        current = self.artifacts.items.get(item_id)
+        older = [entry for entry in fresh.history(item_id) if current is None or entry["version"] != current.version]
+        if not older:
+            raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
+        return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, older[0]))
 
     def activate(self, item_id: str, version: str) -> ItemSpec:
         """Serve exactly `version` (current or in the manifest's history): another replica switched to it."""
@@ -149,7 +149,7 @@ class OnnxBackend:
         release_freed_memory()  # the sessions' construction freed far more than they keep
         self.ready = True
 
-    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+    def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
         """Each row through its item's own tokenizer; rows no trunk can take carry their error."""
         prepared: list[PreparedRow | ScoringError] = [ScoringError("not prepared")] * len(rows)
         by_trunk: dict[str, list[int]] = defaultdict(list)
@@ -172,14 +172,14 @@ class OnnxBackend:
         metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
         return prepared
 
-    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
         prepared = self.prepare(rows)
         ready = [row for row in prepared if isinstance(row, PreparedRow)]
         scored = iter(self.score_prepared(ready))
         return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(rows)
+        outcomes: dict[int, Outcome] = {}
         by_trunk: dict[str, list[int]] = defaultdict(list)
         for index, row in enumerate(rows):
             spec = self.artifacts.items.get(row.item_id)
@@ -194,19 +194,20 @@ class OnnxBackend:
             order = sorted(indices, key=lambda i: len(rows[i].encoded.ids))
             lengths = [len(rows[i].encoded.ids) for i in order]
             for bucket in length_buckets(lengths, self.settings.max_batch_rows):
-                self._score_chunk(self.trunks[name], rows, order[bucket], outcomes)
-        return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
+                outcomes.update(self._score_chunk(self.trunks[name], [(i, rows[i]) for i in order[bucket]]))
+        return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
 
-    def _score_chunk(self, trunk: Trunk, rows: list[PreparedRow], chunk: list[int],
-                     outcomes: list[Outcome | None]) -> None:
+    def _score_chunk(self, trunk: Trunk, chunk: list[tuple[int, PreparedRow]]) -> dict[int, Outcome]:
+        """One trunk run over the chunk, then each item's head on its rows: row index -> outcome."""
         by_item: dict[str, list[int]] = defaultdict(list)
-        for position, index in enumerate(chunk):
-            by_item[rows[index].item_id].append(position)
-        ids, mask = pad([rows[index].encoded.ids for index in chunk])
+        for position, (_, row) in enumerate(chunk):
+            by_item[row.item_id].append(position)
+        ids, mask = pad([row.encoded.ids for _, row in chunk])
         started = time.perf_counter()
         hidden = run_trunk(trunk.session, ids, mask)
         metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(chunk))
+        outcomes: dict[int, Outcome] = {}
         for item_id, positions in by_item.items():
             spec = self.artifacts.items[item_id]
             started = time.perf_counter()
@@ -216,31 +217,32 @@ class OnnxBackend:
                 logits = head.logits(np.ascontiguousarray(hidden[positions, :width]),
                                      np.ascontiguousarray(mask[positions, :width]))
             except ScoringError as error:
-                for position in positions:
-                    outcomes[chunk[position]] = error
+                outcomes.update((chunk[position][0], error) for position in positions)
                 continue
             metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
-            self._decode(spec, logits, [chunk[p] for p in positions], rows, outcomes)
+            scored = self._decode(spec, logits, [chunk[position][1] for position in positions])
+            outcomes.update(zip([chunk[position][0] for position in positions], scored, strict=True))
             metrics.ANSWERS_SCORED.labels(item_id).inc(len(positions))
+        return outcomes
 
-    def _decode(self, spec: ItemSpec, logits: np.ndarray, indices: list[int], rows: list[PreparedRow],
-                outcomes: list[Outcome | None]) -> None:
+    def _decode(self, spec: ItemSpec, logits: np.ndarray, rows: list[PreparedRow]) -> list[Scored]:
         probabilities = softmax(logits)
         classes = decode(probabilities, spec.thresholds)
         review_below = (self.settings.review_threshold if self.settings.review_threshold is not None
                         else spec.review_threshold)
-        for row, index in enumerate(indices):
-            confidence = float(probabilities[row, classes[row]])
-            encoded = rows[index].encoded
+        scored: list[Scored] = []
+        for position, row in enumerate(rows):
+            confidence = float(probabilities[position, classes[position]])
             reasons = (["low_confidence"] if confidence < review_below else []) + \
-                      (["unknown_words"] if encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
-            outcomes[index] = Scored(
+                      (["unknown_words"] if row.encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
+            scored.append(Scored(
                 item_id=spec.item_id,
-                score=spec.labels[int(classes[row])],
-                probabilities=[round(float(p), 6) for p in probabilities[row]],
+                score=spec.labels[int(classes[position])],
+                probabilities=[round(float(p), 6) for p in probabilities[position]],
                 confidence=round(confidence, 6),
                 needs_review=bool(reasons),
                 adapter_version=spec.version,
-                truncated=encoded.truncated,
+                truncated=row.encoded.truncated,
                 review_reasons=reasons,
-            )
+            ))
+        return scored

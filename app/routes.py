@@ -10,7 +10,16 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.backend import Outcome, Scored
-from app.deps import BackendDep, CallerDep, JobsDep, ScoringDep, SettingsDep, require_admin, require_key
+from app.deps import (
+    BackendDep,
+    CallerDep,
+    JobsDep,
+    ScoringDep,
+    ServedItemDep,
+    SettingsDep,
+    require_admin,
+    require_key,
+)
 from app.errors import NotReady, PayloadTooLarge, ScoringError, UnknownItem, error_body
 from app.schemas import (
     BatchRequest,
@@ -25,12 +34,12 @@ from app.schemas import (
     ScoreResults,
 )
 from app.version_sync import VersionSync
-from core.item_ids import ITEM_ID
+from core.item_ids import ITEM_ID_RULE, is_item_id
 from core.manifest import ItemSpec
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody}
                                            for code in (401, 404, 408, 413, 422, 429, 503)}
-ItemId = Path(max_length=200, description="item slug: [a-z0-9][a-z0-9_-]{0,63}")
+ItemId = Path(max_length=200, description=f"item slug: {ITEM_ID_RULE}")
 scoring_router = APIRouter(dependencies=[Depends(require_key)], responses=ERRORS)
 admin_router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses=ERRORS)
 ops_router = APIRouter()
@@ -52,15 +61,13 @@ def _result(outcome: Outcome) -> ScoreResult:
 
 @scoring_router.post("/score/{item_id}", response_model=ScoreResult | ScoreResults)
 async def score_item(request: Request, response: Response, body: ScoreRequest, scoring: ScoringDep,
-                     settings: SettingsDep, item_id: str = ItemId) -> ScoreResult | ScoreResults:
+                     item_id: ServedItemDep) -> ScoreResult | ScoreResults:
     """Score one answer (`answer`) or several answers to the same item (`answers`, results in order)."""
     _check_ready(request)
-    if not ITEM_ID.match(item_id) or item_id not in scoring.backend.items():
-        raise UnknownItem(f"unknown item {item_id!r}" if len(item_id) <= 64 else "unknown item")
     texts = [body.answer] if body.answer is not None else list(body.answers or [])
     scoring.check_request_size(len(texts))
     started = time.perf_counter()
-    outcomes = await scoring.score([(item_id, text) for text in texts])
+    outcomes = await scoring.score_answers(item_id, texts)
     response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
     results = [_result(outcome) for outcome in outcomes]
     return results[0] if body.answer is not None else ScoreResults(results=results)
@@ -118,10 +125,8 @@ async def list_items(backend: BackendDep) -> list[ItemInfo]:
 
 
 @scoring_router.get("/items/{item_id}", response_model=ItemInfo)
-async def get_item(backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+async def get_item(backend: BackendDep, item_id: ServedItemDep) -> ItemInfo:
     """One item's score range, version, cache state and evaluation figures."""
-    if not ITEM_ID.match(item_id) or item_id not in backend.items():
-        raise UnknownItem("unknown item")
     return _item_info(backend, item_id)
 
 
@@ -151,16 +156,14 @@ async def reload_item(request: Request, backend: BackendDep, item_id: str = Item
     """Pick up a newly exported version without restart; the old one answers until the new one is verified.
 
     With Redis, every other replica switches to the same version within about a second."""
-    if not ITEM_ID.match(item_id):
+    if not is_item_id(item_id):  # may be new to this process: only the id rule applies
         raise UnknownItem("unknown item")
     await _announce(request, await asyncio.to_thread(backend.reload, item_id))
     return _item_info(backend, item_id)
 
 
 @admin_router.post("/items/{item_id}/rollback", response_model=ItemInfo)
-async def rollback_item(request: Request, backend: BackendDep, item_id: str = ItemId) -> ItemInfo:
+async def rollback_item(request: Request, backend: BackendDep, item_id: ServedItemDep) -> ItemInfo:
     """Return the item to its previous exported version (on every replica, with Redis)."""
-    if not ITEM_ID.match(item_id) or item_id not in backend.items():
-        raise UnknownItem("unknown item")
-    await _announce(request, await asyncio.to_thread(backend.reload, item_id, True))
+    await _announce(request, await asyncio.to_thread(backend.rollback, item_id))
     return _item_info(backend, item_id)

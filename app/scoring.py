@@ -7,12 +7,12 @@ from dataclasses import asdict
 from typing import Any
 
 from app import metrics
-from app.backend import Backend, Outcome, PreparedRow, Scored
+from app.backend import AnswerRow, Backend, Outcome, PreparedRow, Scored
 from app.batcher import MicroBatcher
 from app.duplicate_cache import DuplicateCache, cache_key
 from app.errors import PayloadTooLarge, ScoringError, UnknownItem, ValidationFailed, error_body
 from app.settings import Settings
-from core.item_ids import ITEM_ID
+from core.item_ids import is_item_id
 
 
 def check_answer(text: object, max_chars: int) -> str:
@@ -54,21 +54,35 @@ class ScoringService:
             raise PayloadTooLarge(f"at most {self.max_rows_per_request} answers per request; "
                                   "send larger sets to POST /jobs")
 
-    def check_row(self, item_id: object, text: object) -> tuple[str, str]:
-        if not isinstance(item_id, str) or not ITEM_ID.match(item_id) or item_id not in self.backend.items():
+    def known_item(self, item_id: object) -> str:
+        """The one item check of a request: a slug this deployment serves, else 404 unknown_item."""
+        if not is_item_id(item_id) or item_id not in self.backend.items():
             raise UnknownItem(f"unknown item {item_id!r}" if isinstance(item_id, str) and len(item_id) <= 64
                               else "unknown item")
-        return item_id, check_answer(text, self.settings.max_answer_chars)
+        assert isinstance(item_id, str)
+        return item_id
 
-    async def score(self, rows: list[tuple[object, object]], background: bool = False) -> list[Outcome]:
-        """One outcome per row, in order. Bad rows get their own error; the rest are scored.
+    async def score_answers(self, item_id: str, texts: list[str]) -> list[Outcome]:
+        """Answers to one item already checked by the route (`known_item`); one outcome per answer, in order."""
+        return await self._score([(item_id, text) for text in texts], background=False)
 
+    async def score_rows(self, rows: list[dict[str, Any]], background: bool = False) -> list[dict[str, Any]]:
+        """Rows {id, item_id, answer} (a /batch body or a job's piece) -> one result dict per row, in order.
+
+        Each row's item is checked here; a bad row gets its own error and the others are scored.
         `background`: job rows, scored after every waiting interactive request."""
+        outcomes = await self._score([(row.get("item_id"), row.get("answer")) for row in rows], background,
+                                     check_items=True)
+        return [row_result(row.get("id"), outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+
+    async def _score(self, rows: list[tuple[object, object]], background: bool,
+                     check_items: bool = False) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(rows)
-        checked: list[tuple[int, tuple[str, str]]] = []
+        checked: list[tuple[int, AnswerRow]] = []
         for index, (item_id, text) in enumerate(rows):
             try:
-                checked.append((index, self.check_row(item_id, text)))
+                item = self.known_item(item_id) if check_items else str(item_id)
+                checked.append((index, AnswerRow(item, check_answer(text, self.settings.max_answer_chars))))
             except ScoringError as error:
                 outcomes[index] = error
         # The tokenizer is CPU work: off the event loop. Its ids key the duplicate cache.
@@ -81,11 +95,6 @@ class ScoringService:
                 outcomes[index] = row
         await self._score_ready(ready, outcomes, background)
         return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
-
-    async def score_rows(self, rows: list[dict[str, Any]], background: bool = False) -> list[dict[str, Any]]:
-        """Rows {id, item_id, answer} (a /batch body or a job's piece) -> one result dict per row, in order."""
-        outcomes = await self.score([(row.get("item_id"), row.get("answer")) for row in rows], background)
-        return [row_result(row.get("id"), outcome) for row, outcome in zip(rows, outcomes, strict=True)]
 
     async def _score_ready(self, ready: list[tuple[int, PreparedRow]], outcomes: list[Outcome | None],
                            background: bool) -> None:

@@ -158,9 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                 if system == "full" and engine:
                     plan["budget_bytes"] = engine["rss_loaded_bytes"]
                 results["runs"][f"{system}-N{n}"] = run_worker(plan, runs, args.resume)
-        from bench.http_load import ServiceProcess, http_scenarios
+        from bench.http_load import http_scenarios
+        from bench.server import Server
 
-        service = ServiceProcess(args.artifacts, args.threads, scratch / "service.log")
+        # The duplicate-answer cache is off: every request pays for inference.
+        service = Server({"SCORER_ARTIFACTS": str(args.artifacts), "SCORER_THREADS": str(args.threads),
+                          "SCORER_DUPLICATE_CACHE_ENTRIES": "0", "SCORER_LOG_LEVEL": "warning"},
+                         scratch / "service.log")
         try:
             service.wait_ready()
             results["http"] = http_scenarios(service.url, load_workload(10), sizes.http_clients,

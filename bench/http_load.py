@@ -7,55 +7,14 @@ server this module starts, so every request pays for inference.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
 from bench.workload import Workload
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServiceProcess:
-    """`python -m app` as `make serve` starts it, on a free loopback port."""
-
-    def __init__(self, artifacts: Path, threads: int, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "SCORER_ARTIFACTS": str(artifacts), "SCORER_HOST": "127.0.0.1",
-               "SCORER_PORT": str(self.port), "SCORER_THREADS": str(threads),
-               "SCORER_DUPLICATE_CACHE_ENTRIES": "0", "SCORER_LOG_LEVEL": "warning"}
-        self.process = subprocess.Popen([sys.executable, "-m", "app"], env=env,
-                                        stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("the service exited before it was ready")
-            try:
-                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("the service did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 async def _client(http: httpx.AsyncClient, make_request: Any, deadline: float, budget: list[int],

@@ -72,7 +72,9 @@ class Engine:
         self.backend.cache.get(self.backend.artifacts.items[item])
 
     def score(self, rows: list[Row]) -> list[int]:
-        outcomes = self.backend.score(rows)
+        from app.backend import AnswerRow
+
+        outcomes = self.backend.score([AnswerRow(item, text) for item, text in rows])
         specs = self.backend.artifacts.items
         scores = []
         for outcome in outcomes:

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.server import REPO, Server, free_port
+
+__all__ = ["REPO", "Server", "free_port"]  # the one server harness, shared with the bench
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +47,6 @@ def tiny_item(item_id: str = "tiny-item", copies: int = 8) -> Any:
     return ItemData(item_id, ScoreRange(0, 2), train=rows, validation=rows[:12], test=rows[12:24])
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def redis_url() -> object:
     """A real redis-server on a free loopback port, stopped after the test."""
@@ -78,45 +72,6 @@ def redis_url() -> object:
     yield url
     process.terminate()
     process.wait(timeout=10)
-
-
-class Server:
-    """A real uvicorn process serving the app; its log is kept for inspection."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, python: Path | None = None,
-                 cwd: Path = REPO) -> None:
-        """`python`/`cwd`: another interpreter (e.g. a serving-only venv) and where it imports `app` from."""
-        import os
-        import subprocess
-        import sys
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        full_env = {**os.environ, **env, "SCORER_HOST": "127.0.0.1", "SCORER_PORT": str(self.port)}
-        self.process = subprocess.Popen([str(python or sys.executable), "-m", "app"], env=full_env, cwd=cwd,
-                                        stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(self.log_path.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

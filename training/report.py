@@ -2,81 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from scipy.stats import ttest_rel
 
-from training.asap import HUMAN_QWK
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
+from training.report_data import ItemResult, Json, load_items, other_backbones, read_json
+from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
-Json = dict[str, Any]
 DASH = "–"
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    item_id: str
-    low: int
-    high: int
-    metrics: Json
-    config: Json
-    full: Json | None
-    human: float | None
-    # The same item's adapters on other backbones: backbone name -> (metrics, config)
-    others: dict[str, tuple[Json, Json]]
-
-    def other_qwk(self, backbone: str) -> float | None:
-        other = self.others.get(backbone)
-        return float(other[0]["test"]["qwk"]) if other else None
-
-
-def other_backbones(items: list[ItemResult]) -> list[str]:
-    return sorted({name for item in items for name in item.others})
-
-
-def _read_json(path: Path) -> Json:
-    data: Json = json.loads(path.read_text())
-    return data
-
-
-def load_items(adapters: Path, full_dir: Path) -> list[ItemResult]:
-    manifest = _read_json(adapters / "manifest.json")["items"]
-    # Rows are the default backbone's items; an item's adapters on other backbones become columns.
-    others: dict[str, dict[str, tuple[Json, Json]]] = {}
-    for item_id, entry in manifest.items():
-        if entry.get("backbone", DEFAULT_BACKBONE) != DEFAULT_BACKBONE:
-            folder = adapters / item_id / entry["current"]
-            config = _read_json(folder / "config.json")
-            source = str(config.get("source_item", item_id))
-            others.setdefault(source, {})[entry["backbone"]] = (_read_json(folder / "metrics.json"), config)
-    results = []
-    for item_id in sorted(manifest):
-        entry = manifest[item_id]
-        if entry.get("backbone", DEFAULT_BACKBONE) != DEFAULT_BACKBONE:
-            continue
-        folder = adapters / item_id / entry["current"]
-        metrics = _read_json(folder / "metrics.json")
-        full_path = full_dir / f"{item_id}.json"
-        human = metrics.get("human_qwk")
-        results.append(ItemResult(
-            item_id=item_id, low=entry["score_range"]["low"], high=entry["score_range"]["high"],
-            metrics=metrics, config=_read_json(folder / "config.json"),
-            full=_read_json(full_path) if full_path.is_file() else None,
-            human=HUMAN_QWK.get(item_id) if human is None else float(human),
-            others=others.get(item_id, {}),
-        ))
-    return results
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -191,7 +127,7 @@ def _sweep_section(path: Path) -> list[str]:
     if not path.is_file():
         return []
     rows = []
-    for key, result in _read_json(path).items():
+    for key, result in read_json(path).items():
         item_id, _, variant = key.partition("|")
         rows.append([item_id, variant.replace("|", " "), _fmt(result.get("val_qwk")),
                      _fmt(result.get("val_qwk_argmax")), str(result.get("best_epoch", DASH)),
@@ -209,7 +145,7 @@ DECODERS = ("tuned", "argmax", "fixed", "bagged", "cv-pick")
 def _decoding_section(path: Path) -> list[str]:
     if not path.is_file():
         return []
-    results = _read_json(path)
+    results = read_json(path)
     rows = [[item_id, *(_fmt(result["test_qwk"][name]) for name in DECODERS), str(result["cv_pick"])]
             for item_id, result in sorted(results.items())]
     means = [_fmt(sum(result["test_qwk"][name] for result in results.values()) / len(results)) for name in DECODERS]
@@ -230,90 +166,14 @@ def _reproduce_section() -> list[str]:
             "python -m training.decoding_study", "python -m training report", "```"]
 
 
-def _grid(count: int, size: float = 3.2) -> tuple[Figure, list[Axes]]:
-    columns = min(count, 5)
-    rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
-    flat = list(axes.ravel())
-    for unused in flat[count:]:
-        unused.set_visible(False)
-    return figure, flat[:count]
-
-
-def _save(figure: Figure, path: Path, top: float = 1.0) -> None:
-    figure.tight_layout(rect=(0, 0, 1, top))
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _plot_qwk(items: list[ItemResult], path: Path) -> None:
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(items)), 4))
-    series = [
-        ("LoRA adapter", [(i, item.metrics["test"]["qwk"]) for i, item in enumerate(items)]),
-        *[(f"LoRA on {name}", [(i, value) for i, item in enumerate(items) if (value := item.other_qwk(name))
-                               is not None]) for name in other_backbones(items)],
-        ("full fine-tuning", [(i, item.full["test"]["qwk"]) for i, item in enumerate(items) if item.full]),
-        ("human", [(i, item.human) for i, item in enumerate(items) if item.human is not None]),
-    ]
-    width = 0.8 / len(series)
-    for number, (label, points) in enumerate(series):
-        offset = (number - (len(series) - 1) / 2) * width
-        if points:
-            axes.bar([i + offset for i, _ in points], [value for _, value in points], width, label=label,
-                     color=f"C{number}")
-    axes.set_xticks(range(len(items)), [item.item_id for item in items], rotation=45)
-    axes.set_ylabel("test QWK")
-    # QWK can fall below chance (negative) on a badly trained item; keep such bars visible.
-    axes.set_ylim(min([0.0, *(value for _, points in series for _, value in points)]), 1)
-    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series), frameon=False)
-    _save(figure, path)
-
-
-def _plot_curves(items: list[ItemResult], path: Path) -> None:
-    figure, grid = _grid(len(items))
-    for axes, item in zip(grid, items, strict=True):
-        curve = item.metrics["curve"]
-        epochs = [point["epoch"] for point in curve]
-        axes.plot(epochs, [point["val_qwk"] for point in curve], "k-o", label="val QWK")
-        losses = axes.twinx()
-        losses.plot(epochs, [point["train_loss"] for point in curve], "b--", label="train loss")
-        losses.plot(epochs, [point["val_loss"] for point in curve], "r--", label="val loss")
-        axes.set_title(item.item_id)
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("val QWK")
-        losses.set_ylabel("loss")
-        if axes is grid[0]:
-            figure.legend(handles=[*axes.lines, *losses.lines], loc="upper center", ncol=3, frameon=False)
-    _save(figure, path, top=0.88)
-
-
-def _plot_confusions(items: list[ItemResult], path: Path) -> None:
-    figure, grid = _grid(len(items))
-    for axes, item in zip(grid, items, strict=True):
-        matrix = item.metrics["test"]["confusion"]
-        labels = list(range(item.low, item.high + 1))
-        axes.imshow(matrix, cmap="Blues")
-        darkest = max(max(counts) for counts in matrix)
-        for row, counts in enumerate(matrix):
-            for column, count in enumerate(counts):
-                color = "white" if count > darkest / 2 else "black"
-                axes.text(column, row, str(count), ha="center", va="center", fontsize=8, color=color)
-        axes.set_xticks(range(len(labels)), [str(label) for label in labels])
-        axes.set_yticks(range(len(labels)), [str(label) for label in labels])
-        axes.set_xlabel("predicted")
-        axes.set_ylabel("human")
-        axes.set_title(item.item_id)
-    _save(figure, path)
-
-
 def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
     items = load_items(adapters, full_dir)
     if not items:
         raise ValueError(f"no trained items in {adapters / 'manifest.json'}")
     out.mkdir(parents=True, exist_ok=True)
-    _plot_qwk(items, out / "qwk_per_item.png")
-    _plot_curves(items, out / "training_curves.png")
-    _plot_confusions(items, out / "confusion_matrices.png")
+    plot_qwk(items, out / "qwk_per_item.png")
+    plot_curves(items, out / "training_curves.png")
+    plot_confusions(items, out / "confusion_matrices.png")
     sections = [
         ["# Accuracy of the per-item LoRA adapters", "",
          "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",

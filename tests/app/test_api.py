@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from app.fake_backend import FakeBackend
 from app.main import create_app
 from app.security import key_digest
 from app.settings import Settings
+from tests.fake_backend import FakeBackend
 
 
 def make_client(backend: FakeBackend | None = None, **overrides: object) -> TestClient:
@@ -61,7 +61,7 @@ def test_score_one_and_many(client: TestClient) -> None:
 )
 def test_errors_have_one_shape(path: str, body: object, status: int, error_type: str) -> None:
     backend = FakeBackend()
-    from app.fake_backend import fake_spec
+    from tests.fake_backend import fake_spec
 
     backend._items["broken-item"] = fake_spec("broken-item")
     with make_client(backend) as client:

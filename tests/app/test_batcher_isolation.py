@@ -9,8 +9,8 @@ from typing import Any
 
 from app.backend import Outcome, PreparedRow
 from app.batcher import MicroBatcher
-from app.fake_backend import FakeBackend
 from app.job_store import MemoryJobStore
+from tests.fake_backend import FakeBackend
 
 
 class PoisonBackend(FakeBackend):

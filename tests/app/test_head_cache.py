@@ -6,9 +6,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from app.fake_backend import fake_spec
 from app.head_cache import HeadCache
 from core.manifest import ItemSpec
+from tests.fake_backend import fake_spec
 
 
 class SizedHead:

@@ -7,9 +7,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.fake_backend import FakeBackend
 from app.main import create_app
 from app.settings import Settings
+from tests.fake_backend import FakeBackend
 
 pytestmark = pytest.mark.redis
 

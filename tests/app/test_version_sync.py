@@ -14,10 +14,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.fake_backend import FakeBackend
 from app.main import create_app
 from app.settings import Settings
 from app.version_sync import VERSIONS_KEY
+from tests.fake_backend import FakeBackend
 
 pytestmark = pytest.mark.redis
 

@@ -12,21 +12,17 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.deploy.deploy_tools import K8S, REPO, assert_durable_job_store, run_tool
+
 DASHBOARD = REPO / "deploy/grafana/dashboards/scorer.json"
 COMPOSE = REPO / "docker-compose.yml"
 PROMETHEUS = REPO / "deploy/prometheus/prometheus.yml"
-K8S = REPO / "k8s"
-OVERLAYS = ("cpu", "gpu")
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])scorer_[A-Za-z0-9_:]*")
 # Sample names each metric type exports, by the family name that describe() reports (counters without _total).
 SUFFIXES = {
@@ -38,17 +34,6 @@ SUFFIXES = {
     "stateset": ("",),
     "enum": ("",),
 }
-
-
-def run_tool(name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """A dev-extra tool from the venv that runs the tests; fails (does not skip) when it is missing."""
-    exe = BIN / name
-    if not exe.exists():
-        pytest.fail(f"{name} is not installed in {BIN}: pip install -e '.[dev]'")
-    result = subprocess.run([str(exe), *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300,
-                            check=False)
-    assert result.returncode == 0, f"{name} {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def exported_metric_names() -> set[str]:
@@ -69,10 +54,6 @@ def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for panel in panels:
         yield panel
         yield from iter_panels(panel.get("panels", []))  # collapsed rows nest their panels
-
-
-def load_yaml_documents(path: Path) -> list[Any]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
 # --- Grafana / Prometheus ------------------------------------------------------------------------------
@@ -142,23 +123,6 @@ def test_promtool_check_config() -> None:
 # --- docker compose --------------------------------------------------------------------------------------
 
 
-def assert_durable_job_store(args: list[str]) -> None:
-    """Jobs are never evicted and every write reaches the append-only file before Redis answers."""
-    options = dict(zip(args[args[0] == "redis-server"::2], args[1 + (args[0] == "redis-server")::2], strict=False))
-    assert options["--maxmemory-policy"] == "noeviction"
-    assert options["--appendonly"] == "yes" and options["--appendfsync"] == "always"
-
-
-def test_k8s_job_store_is_durable() -> None:
-    documents = list(yaml.safe_load_all((REPO / "k8s/base/redis-jobs.yaml").read_text()))
-    stateful = next(doc for doc in documents if doc["kind"] == "StatefulSet")
-    assert_durable_job_store(stateful["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert stateful["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
-    config = yaml.safe_load((REPO / "k8s/base/configmap.yaml").read_text())["data"]
-    assert config["SCORER_JOB_REDIS_URL"] == "redis://redis-jobs:6379/0"
-    assert "redis-jobs.yaml" in (REPO / "k8s/base/kustomization.yaml").read_text()
-
-
 def test_compose_file_matches_compose_spec() -> None:
     run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", COMPOSE)
 
@@ -216,90 +180,3 @@ def test_yamllint() -> None:
              *sorted(K8S.rglob("*.yaml"))]
     # relaxed, with the project's line length (ruff: 120); --strict turns warnings into failures
     run_tool("yamllint", "--strict", "-d", "{extends: relaxed, rules: {line-length: {max: 120}}}", *files)
-
-
-# --- Kubernetes ------------------------------------------------------------------------------------------
-
-
-def kustomizations() -> dict[Path, dict[str, Any]]:
-    return {path: yaml.safe_load(path.read_text()) for path in sorted(K8S.rglob("kustomization.yaml"))}
-
-
-def test_kustomization_paths_exist() -> None:
-    found = kustomizations()
-    assert K8S / "base/kustomization.yaml" in found
-    for overlay in OVERLAYS:
-        assert K8S / "overlays" / overlay / "kustomization.yaml" in found
-    for path, spec in found.items():
-        for resource in spec.get("resources", []):
-            target = (path.parent / resource).resolve()
-            assert target.exists(), f"{path}: resource {resource} does not exist"
-            if target.is_dir():
-                assert (target / "kustomization.yaml").exists(), f"{path}: {resource} is not a kustomization"
-        for patch in spec.get("patches", []):
-            if "path" in patch:
-                assert (path.parent / patch["path"]).exists(), f"{path}: patch {patch['path']} does not exist"
-
-
-def test_manifests_validate_strictly() -> None:
-    """Every full object under k8s/ (not kustomization.yaml, not the overlays' partial patches)."""
-    patches = {(path.parent / patch["path"]).resolve() for path, spec in kustomizations().items()
-               for patch in spec.get("patches", []) if "path" in patch}
-    manifests = [path for path in sorted(K8S.rglob("*.yaml"))
-                 if path.name != "kustomization.yaml" and path.resolve() not in patches]
-    assert len(manifests) >= 6
-    run_tool("kubernetes-validate", "--strict", "--quiet", *manifests)
-
-
-def scorer_container(documents: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    deployment = next(doc for doc in documents if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "scorer")
-    pod = deployment["spec"]["template"]["spec"]
-    return pod, next(c for c in pod["containers"] if c["name"] == "scorer")
-
-
-def test_base_deployment_probes_shutdown_and_security() -> None:
-    documents = load_yaml_documents(K8S / "base/deployment.yaml")
-    pod, container = scorer_container(documents)
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-    assert "startupProbe" in container
-    assert pod["terminationGracePeriodSeconds"] >= 35  # preStop + uvicorn's 30 s graceful shutdown
-    assert "preStop" in container["lifecycle"]
-    assert pod["enableServiceLinks"] is False  # Service `scorer` would inject SCORER_PORT=tcp://...
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {"requests", "limits"} <= container["resources"].keys()
-    keys = {env["name"]: env for env in container["env"]}
-    assert "secretKeyRef" in keys["SCORER_API_KEYS_SHA256"]["valueFrom"]
-    assert any("configMapRef" in source for source in container["envFrom"])
-    annotations = documents[0]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/path"] == "/metrics/"
-    assert not any(doc["kind"] == "Secret" for path in K8S.rglob("*.yaml") for doc in load_yaml_documents(path)
-                   if isinstance(doc, dict) and "kind" in doc), "secrets must not be committed"
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_and_validates(overlay: str, tmp_path: Path) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not on the PATH: overlays not rendered (their files are validated above)")
-    rendered = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True,
-                              text=True, timeout=120, check=False)
-    assert rendered.returncode == 0, rendered.stderr
-    out = tmp_path / f"{overlay}.yaml"
-    out.write_text(rendered.stdout)
-    run_tool("kubernetes-validate", "--strict", "--quiet", out)
-    documents = load_yaml_documents(out)
-    assert {doc["kind"] for doc in documents} >= {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
-                                                    "PodDisruptionBudget"}
-    _, container = scorer_container(documents)
-    limits = container["resources"]["limits"]
-    config = next(doc for doc in documents if doc["kind"] == "ConfigMap")["data"]
-    if overlay == "gpu":
-        assert str(limits["nvidia.com/gpu"]) == "1"
-        assert container["image"].endswith("-gpu")
-        assert config["SCORER_DEVICE"] == "cuda"
-    else:
-        assert "nvidia.com/gpu" not in limits
-        assert not container["image"].endswith("-gpu")
-        assert config["SCORER_DEVICE"] == "cpu"

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server
 from export.add_item import add_item
+from tests.conftest import Server
 from training.artifacts import current_record
 from training.asap import load_asap_item
 from training.data import DataError, ScoreRange

@@ -1,11 +1,12 @@
-"""A deterministic in-memory backend for unit tests of the HTTP layer (no ONNX, no files)."""
+"""A deterministic in-memory backend for unit tests of the HTTP layer (no ONNX, no files): the Backend
+interface of app/backend.py with a cased word "tokenizer"."""
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
 
-from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.backend import UNKNOWN_SHARE_FOR_REVIEW, AnswerRow, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from core.answer_tokens import EncodedAnswer, token_digest
 from core.manifest import ItemSpec
@@ -33,11 +34,17 @@ class FakeBackend:
     def warm_up(self) -> None:
         self.ready = True
 
-    def reload(self, item_id: str, rollback: bool = False) -> ItemSpec:
+    def reload(self, item_id: str) -> ItemSpec:
+        return self._step(item_id, +1)
+
+    def rollback(self, item_id: str) -> ItemSpec:
+        return self._step(item_id, -1)
+
+    def _step(self, item_id: str, step: int) -> ItemSpec:
         spec = self._items.get(item_id)
         if spec is None:
             raise UnknownItem(f"unknown item {item_id!r}")
-        number = int(spec.version.lstrip("v")) + (-1 if rollback else 1)
+        number = int(spec.version.lstrip("v")) + step
         if number < 1:
             raise UnknownItem(f"item {item_id!r} has no earlier version")
         self._items[item_id] = fake_spec(item_id, len(spec.labels), f"v{number}")
@@ -50,7 +57,7 @@ class FakeBackend:
         self._items[item_id] = fake_spec(item_id, len(spec.labels), version)
         return self._items[item_id]
 
-    def prepare(self, rows: list[tuple[str, str]]) -> list[PreparedRow | ScoringError]:
+    def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
         """A cased word "tokenizer": ids are CRC-32s of the words; words without ASCII letters are unknown."""
         prepared: list[PreparedRow | ScoringError] = []
         for item_id, text in rows:
@@ -67,7 +74,7 @@ class FakeBackend:
                                                                unknown)))
         return prepared
 
-    def score(self, rows: list[tuple[str, str]]) -> list[Outcome]:
+    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
         prepared = self.prepare(rows)
         scored = iter(self.score_prepared([row for row in prepared if isinstance(row, PreparedRow)]))
         return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
