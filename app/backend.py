@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from app.errors import ScoringError
 from core.answer_tokens import EncodedAnswer
@@ -52,6 +52,11 @@ class Backend(Protocol):
     def items(self) -> dict[str, ItemSpec]: ...
 
     def is_cached(self, spec: ItemSpec) -> bool: ...
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """Items not served yet because their backbone's export is still running: id -> backbone, version,
+        labels."""
+        ...
 
     def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
         """(item id, answer) per row -> its tokens, or the row's own error (unknown item, nothing readable)."""

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -17,7 +18,7 @@ from app.errors import ItemUnavailable, NoScorableContent, ScoringError, Unknown
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
 from app.settings import Settings
-from app.trunks import Trunk, load_trunks, trunk_for
+from app.trunks import Trunk, load_trunk, load_trunks, trunk_for
 from core.decoding import decode, softmax
 from core.manifest import Artifacts, ItemSpec, item_spec, load_artifacts
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, pad, release_freed_memory, run_trunk
@@ -61,6 +62,9 @@ class OnnxBackend:
 
     def items(self) -> dict[str, ItemSpec]:
         return self.artifacts.items
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        return self.artifacts.pending
 
     def is_cached(self, spec: ItemSpec) -> bool:
         return spec.key in self.cache
@@ -132,8 +136,15 @@ class OnnxBackend:
         files = fresh.backbones.get(spec.backbone)
         if loaded is not None and files is not None and files.trunk_sha256 != loaded.files.trunk_sha256:
             raise ItemUnavailable(f"the {spec.backbone} trunk changed on disk; restart the service to pick it up")
+        if loaded is None and files is not None:
+            # The first item of a backbone exported after start-up (make serve exports the default backbone
+            # first): its trunk is loaded now, once; the items already served do not wait for it.
+            self.trunks[spec.backbone] = load_trunk(files, self.settings.precision, self.threads, self.device)
+            log.info("trunk %s loaded for %s", spec.backbone, spec.item_id)
         self.cache.get(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
         self.artifacts.items[spec.item_id] = spec
+        self.artifacts.pending = {item_id: entry for item_id, entry in fresh.pending.items()
+                                  if item_id not in self.artifacts.items}
         log.info("item %s now serves %s", spec.item_id, spec.version)
         return spec
 

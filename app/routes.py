@@ -34,6 +34,7 @@ from app.schemas import (
     ScoreResults,
 )
 from app.version_sync import VersionSync
+from core.decoding import DEFAULT_REVIEW_THRESHOLD
 from core.item_ids import ITEM_ID_RULE, is_item_id
 from core.manifest import ItemSpec
 
@@ -120,8 +121,14 @@ def _item_info(backend: Any, item_id: str) -> ItemInfo:
 
 @scoring_router.get("/items", response_model=list[ItemInfo])
 async def list_items(backend: BackendDep) -> list[ItemInfo]:
-    """Every servable item with its score range, version, cache state and evaluation figures."""
-    return [_item_info(backend, item_id) for item_id in sorted(backend.items())]
+    """Every servable item with its score range, version, cache state and evaluation figures; then the items
+    still being prepared (status `preparing`: their backbone's export has not finished)."""
+    ready = [_item_info(backend, item_id) for item_id in sorted(backend.items())]
+    preparing = [ItemInfo(item_id=item_id, status="preparing", score_range=(entry["labels"][0], entry["labels"][-1]),
+                          adapter_version=str(entry["version"]), head_format="pending", cached=False,
+                          review_threshold=DEFAULT_REVIEW_THRESHOLD, evaluation={})
+                 for item_id, entry in sorted(backend.pending().items())]
+    return ready + preparing
 
 
 @scoring_router.get("/items/{item_id}", response_model=ItemInfo)

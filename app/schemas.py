@@ -85,6 +85,8 @@ class JobStatus(BaseModel):
 
 class ItemInfo(BaseModel):
     item_id: str
+    status: Literal["ready", "preparing"] = Field(
+        "ready", description="preparing: its backbone is still being exported; it is served once that finishes")
     score_range: tuple[int, int]
     adapter_version: str
     head_format: str

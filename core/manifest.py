@@ -92,6 +92,8 @@ class Artifacts:
     manifest: dict[str, Any]
     items: dict[str, ItemSpec]
     backbones: dict[str, BackboneFiles] = field(default_factory=dict)
+    # Items with adapters whose backbone is not exported yet: id -> {"backbone", "version", "labels"}.
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def history(self, item_id: str) -> list[dict[str, Any]]:
         """Earlier exported versions of the item, newest first."""
@@ -178,4 +180,5 @@ def load_artifacts(root: Path) -> Artifacts:
     manifest = read_manifest(root)
     items = {item_id: item_spec(root, item_id, entry, manifest) for item_id, entry in manifest["items"].items()}
     backbones = {name: backbone_files(root, entry) for name, entry in backbone_entries(manifest).items()}
-    return Artifacts(root, manifest, items, backbones)
+    pending = {item_id: dict(entry) for item_id, entry in manifest.get("pending", {}).items() if item_id not in items}
+    return Artifacts(root, manifest, items, backbones, pending)

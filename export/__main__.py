@@ -22,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", default=None,
                         help="comma-separated backbone names to export (default: every backbone with adapters); "
                              "the others keep what was exported before")
+    parser.add_argument("--validate", choices=["full", "golden"], default="full",
+                        help="full: every validation and test answer against PyTorch (default); golden: only each "
+                             "item's golden answers (seconds per item; what `make serve` uses)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         backbones = tuple(args.backbones.split(",")) if args.backbones else None
         manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, "int8" in args.precision,
-                                            args.threads, backbones=backbones, fp16="fp16" in args.precision))
+                                            args.threads, backbones=backbones, fp16="fp16" in args.precision,
+                                            validate=args.validate))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

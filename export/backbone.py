@@ -73,7 +73,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
                          "config": record.config.get("fingerprint"), "version": record.version,
                          "head_graph": entry.get("adapter_head", {}).get("key")})
         previous = old_items.get(item_id, {})
-        if previous.get("key") == item_key and (out / previous["file"]).is_file():
+        checked_enough = options.validate == "golden" or previous.get("validation", "full") == "full"
+        if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
             manifest["items"][item_id] = previous
             continue
         entry_of_item = export_item(record, backbone, weights, tokenizer, trunk, shared_head, item_key, options)

@@ -13,6 +13,9 @@ from training.asap import ASAP_ITEMS, load_asap_item
 from training.backbones import ResolvedBackbone
 
 HeadFormat = Literal["ort-adapter", "merged"]
+# full: every validation and test answer through PyTorch and ONNX Runtime (CI, `make test`, releases);
+# golden: only the item's golden answers (the serve path: seconds per item instead of minutes).
+Validation = Literal["full", "golden"]
 EXPORTER_VERSION = 1
 GOLDEN_COUNT = 8
 MAX_MEAN_QWK_DROP = 0.005
@@ -34,6 +37,7 @@ class ExportOptions:
     # English item never re-validates ten multilingual heads.
     backbones: tuple[str, ...] | None = None
     fp16: bool = False  # also a half-precision trunk for the GPU (inputs and outputs stay int64 / float32)
+    validate: Validation = "full"
     log: Callable[[str], None] = print
 
 

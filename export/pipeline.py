@@ -48,6 +48,8 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
     wanted = set(groups) if options.backbones is None else set(options.backbones)
     if unknown := wanted - set(groups):
         raise ValidationError(f"no adapters of backbone(s) {sorted(unknown)} in {options.adapters}")
+    if options.validate == "golden" and (options.int8 or options.fp16):
+        raise ValidationError("reduced-precision trunks are measured on every test answer: use --validate full")
     if options.backbone is not None and len(wanted) > 1:
         raise ValidationError(f"a backbone folder override needs items of one backbone; found {sorted(wanted)}")
     carried: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -79,6 +81,11 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
         folder = out if name == primary else out / "backbones" / _slug(name)
         manifest["backbones"][name] = export_backbone(name, groups[name], folder, old, manifest, options)
     manifest.update(manifest["backbones"][primary])  # the single-backbone (format 1) view
+    # Items whose backbone was not exported this time and was never exported here: a later export adds them
+    # (make serve exports the default backbone first); the service lists them as being prepared.
+    manifest["pending"] = {item_id: {"backbone": record.config["backbone"]["name"], "version": record.version,
+                                     "labels": record.config["labels"]}
+                           for item_id, record in records.items() if item_id not in manifest["items"]}
     for item_id, history in old.get("history", {}).items():
         if item_id in manifest["items"] and item_id not in manifest.get("history", {}):
             manifest.setdefault("history", {})[item_id] = history

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
 
 from app.backend import UNKNOWN_SHARE_FOR_REVIEW, AnswerRow, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
@@ -23,10 +24,14 @@ class FakeBackend:
     def __init__(self, specs: list[ItemSpec] | None = None) -> None:
         self._items = {spec.item_id: spec for spec in specs or [fake_spec("item-a"), fake_spec("item-b", 4)]}
         self.ready = False
-        self.calls: list[int] = []  # rows per call: shows micro-batching
+        self.calls: list[int] = []
+        self.preparing: dict[str, dict[str, Any]] = {}  # rows per call: shows micro-batching
 
     def items(self) -> dict[str, ItemSpec]:
         return self._items
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        return self.preparing
 
     def is_cached(self, spec: ItemSpec) -> bool:
         return True

@@ -23,21 +23,6 @@ from training.trainer import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def two_backbones(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The session's tiny BERT and a second one with other random weights (and another name)."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    other = tmp_path_factory.mktemp("tiny-bert-other")
-    torch.manual_seed(1)
-    config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=128)
-    BertModel(config).save_pretrained(other, safe_serialization=True)
-    shutil.copy(tiny_backbone / "tokenizer.json", other / "tokenizer.json")
-    return tiny_backbone, other
-
-
-@pytest.fixture(scope="module")
 def mixed_export(two_backbones: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     first, second = two_backbones
     root = tmp_path_factory.mktemp("mixed")
