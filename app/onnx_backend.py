@@ -143,8 +143,12 @@ class OnnxBackend:
             log.info("trunk %s loaded for %s", spec.backbone, spec.item_id)
         self.cache.get(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
         self.artifacts.items[spec.item_id] = spec
-        self.artifacts.pending = {item_id: entry for item_id, entry in fresh.pending.items()
-                                  if item_id not in self.artifacts.items}
+        # Still preparing: what was pending and is neither served yet nor gone from the export. Items of one
+        # export are swapped in one by one, so the fresh manifest alone (no longer pending) would hide them.
+        listed = set(fresh.pending) | set(fresh.items)
+        known = {**self.artifacts.pending, **fresh.pending}
+        self.artifacts.pending = {item_id: entry for item_id, entry in known.items()
+                                  if item_id in listed and item_id not in self.artifacts.items}
         log.info("item %s now serves %s", spec.item_id, spec.version)
         return spec
 
