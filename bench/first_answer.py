@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.first_answer", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the clone")
     parser.add_argument("--timeout-s", type=float, default=3600)
+    parser.add_argument("--cold-pip", action="store_true",
+                        help="PIP_NO_CACHE_DIR=1: every package downloaded again, as on a machine never used before")
     args = parser.parse_args(argv)
     clone = REPO.parent / f"first-answer-{int(time.time())}"
     port = free_port()
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    if args.cold_pip:
+        env["PIP_NO_CACHE_DIR"] = "1"
     serve = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     log = clone.parent / f"{clone.name}.log"
@@ -100,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.platform(), "clone_to_first_answer_s": first_answer,
         "clone_to_all_items_ready_s": all_ready, "items_ready": len(items),
         "phase_started_at_s": marks,
-        "note": "pip's download cache on this machine was as the session left it; the torch wheel is a local file",
+        "pip_cache": "off (every package downloaded)" if args.cold_pip else "as this machine left it",
+        "note": "the torch wheel is a local file on these machines (see ../shared/notes/toolchain.md)",
     }
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    results = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
+    results["cold_pip" if args.cold_pip else "warm_pip"] = result
+    RESULT.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     if not args.keep:
         shutil.rmtree(clone, ignore_errors=True)
