@@ -14,20 +14,29 @@ from pathlib import Path
 from core.item_ids import ITEM_ID
 from export.pipeline import ExportOptions, export_all
 from training.add_item import DEFAULT_COLUMNS, load_item_file
+from training.artifacts import accept_version
+from training.backbones import adapter_key
 from training.data import Columns, DataError, ScoreRange
 from training.pipeline import QualityRefused, train_adapter
+from training.recipes import Recipe, recipe_config
 from training.trainer import TrainConfig
 
 
 def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
              config: TrainConfig, min_test_qwk: float, columns: Columns = DEFAULT_COLUMNS,
-             backbone: str = "minilm-en") -> dict[str, object]:
-    """Validate, split, train, evaluate, write adapters/<id>/vN and export its head. Returns a summary."""
+             backbone: str = "minilm-en", recipe: Recipe = "auto", accept: str | None = None) -> dict[str, object]:
+    """Validate, split, train (with the recipe for the item's size), evaluate, write adapters/<id>/vN and
+    export its head. `accept`: serve that already trained version (a refused candidate) instead of training.
+    Returns a summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
     started = time.perf_counter()
-    item = load_item_file(data, item_id, score_range, columns)
-    adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
+    item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
+    if accept is not None:
+        adapter = accept_version(adapters, adapter_key(item_id, backbone), accept).config
+    else:
+        config = recipe_config(item, config, recipe)
+        adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
     trained = time.perf_counter() - started
     key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
     low = item.score_range.low
@@ -39,6 +48,7 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
                                         backbones=(str(adapter["backbone"]["name"]),)))
     entry = manifest["items"][key]
     return {"item_id": key, "version": adapter["version"], "score_range": str(item.score_range),
+            "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "class_weighted", "decoding")},
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"], "max_abs_logit_diff": entry["max_abs_logit_diff"],
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
@@ -50,12 +60,14 @@ def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
     columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
     try:
         summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           config, args.min_qwk, columns, args.backbone)
+                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept)
     except QualityRefused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
+        print(f"\nrefused: {exc}", file=sys.stderr)  # on its own line, after the progress bar
         return 3
     print(json.dumps(summary, indent=2))
     key = summary["item_id"]  # the item id plus the backbone's suffix, if any
+    if key != args.item:
+        print(f"note: served as {key!r} (items of the {args.backbone} backbone carry its suffix)")
     print(f"{key} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
-          f"up with POST /admin/items/{key}/reload")
+          f"up with POST /admin/items/{key}/reload (or by itself with SCORER_WATCH_ARTIFACTS_S)")
     return 0

@@ -41,7 +41,7 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
     if not adapters:
         raise ValidationError(f"no adapters listed in {options.adapters / 'manifest.json'}")
     records = {item_id: load_record(options.adapters / item_id / entry["current"])
-               for item_id, entry in sorted(adapters.items())}
+               for item_id, entry in sorted(adapters.items()) if entry.get("current")}  # not refused candidates
     groups: dict[str, dict[str, AdapterRecord]] = {}
     for item_id, record in records.items():
         groups.setdefault(record.config["backbone"]["name"], {})[item_id] = record

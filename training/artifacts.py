@@ -76,7 +76,7 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def current_record(root: Path, item_id: str) -> AdapterRecord | None:
     entry = read_manifest(root)["items"].get(item_id)
-    return load_record(root / item_id / entry["current"]) if entry else None
+    return load_record(root / item_id / entry["current"]) if entry and entry.get("current") else None
 
 
 def load_record(folder: Path) -> AdapterRecord:
@@ -91,9 +91,13 @@ def load_record(folder: Path) -> AdapterRecord:
 
 
 def save_adapter(
-    root: Path, config: dict[str, Any], state: dict[str, torch.Tensor], metrics: dict[str, Any], card: str
+    root: Path, config: dict[str, Any], state: dict[str, torch.Tensor], metrics: dict[str, Any], card: str,
+    make_current: bool = True,
 ) -> AdapterRecord:
-    """Write a new version (v1, v2, ...) of the item and make it current; older versions stay."""
+    """Write a new version (v1, v2, ...) of the item and make it current; older versions stay.
+
+    make_current=False keeps it as a candidate (a version refused by the quality floor): listed, not served,
+    and `accept_version` can make it current later without retraining."""
     item_id = config["item_id"]
     manifest = read_manifest(root)
     entry = manifest["items"].setdefault(item_id, {"versions": [], "current": None})
@@ -106,12 +110,30 @@ def save_adapter(
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     (folder / CARD_FILE).write_text(card)
     entry["versions"].append(version)
+    if make_current:
+        _make_current(entry, version, config, metrics)
+    write_manifest(root, manifest)
+    return AdapterRecord(folder, config, metrics)
+
+
+def _make_current(entry: dict[str, Any], version: str, config: dict[str, Any], metrics: dict[str, Any]) -> None:
     entry["current"] = version
     entry["score_range"] = config["score_range"]
     entry["backbone"] = config["backbone"]["name"]
     entry["test_qwk"] = metrics.get("test", {}).get("qwk")
+
+
+def accept_version(root: Path, item_id: str, version: str) -> AdapterRecord:
+    """Make an existing version (e.g. a refused candidate) the item's current one; nothing is retrained."""
+    manifest = read_manifest(root)
+    entry = manifest["items"].get(item_id)
+    if entry is None or version not in entry["versions"]:
+        known = ", ".join(entry["versions"]) if entry else "none"
+        raise FileNotFoundError(f"{item_id} has no version {version!r} in {root} (versions: {known})")
+    record = load_record(root / item_id / version)
+    _make_current(entry, version, record.config, record.metrics)
     write_manifest(root, manifest)
-    return AdapterRecord(folder, config, metrics)
+    return record
 
 
 def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float | None) -> str:

@@ -26,16 +26,33 @@ REPORTS = REPO / "reports"
 FULL_DEFAULTS = {"learning_rate": 1e-4, "max_epochs": 5, "batch_size": 16}
 
 
+TRAIN_OPTION_HELP = {
+    "split_layer": "first layer with LoRA; the layers below are the shared trunk (default: the backbone's)",
+    "targets": "LoRA targets: a preset of training/encoder.py TARGET_PRESETS (default all-linear)",
+    "rank": "LoRA rank (default 8)", "alpha": "LoRA alpha (default 16)",
+    "learning_rate": "AdamW learning rate (default 2e-3)", "weight_decay": "AdamW weight decay (default 0.01)",
+    "max_epochs": "epochs at most (default 8)",
+    "min_steps": "optimiser steps at least: more epochs on small items (default 0; the small recipe: 300)",
+    "patience": "epochs without a better validation loss before stopping (default 2)",
+    "batch_size": "answers per step (default 32)", "dropout": "dropout in the trained layers (default 0.1)",
+    "frobenius": "weight of the ||delta W||_F^2 penalty (default 0: off)",
+    "class_weighted": "inverse-frequency class weights (the small recipe turns them on for skewed items)",
+    "decoding": "auto: tuned thresholds when validation says so; fixed: expected score rounded; argmax",
+    "seed": "random seed (default 13)",
+}
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     for spec in fields(TrainConfig):
         if spec.name == "mode":
             continue
         flag = "--" + spec.name.replace("_", "-")
+        help_text = TRAIN_OPTION_HELP.get(spec.name)
         if spec.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             caster = {"int": int, "float": float}.get(str(spec.type), str)
-            parser.add_argument(flag, type=caster, default=None)
+            parser.add_argument(flag, type=caster, default=None, help=help_text)
 
 
 def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
@@ -152,17 +169,28 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     _add_train_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
-    add = sub.add_parser("add-item", help="train, evaluate and export a new item from a scored file")
-    add.add_argument("--item", required=True, help="item id (slug: a-z, 0-9, '-', '_')")
+    add = sub.add_parser("add-item", help="train, evaluate and export a new item from a scored file",
+                         description="A new item from a scored file to a served head: validate the file, split "
+                                     "it, train with the recipe for its size, evaluate on its held-out answers, "
+                                     "write adapters/<id>/vN and export the head into --out.")
+    add.add_argument("--item", required=True, help="item id (slug: a-z, 0-9, '-', '_'); e5 items are served as "
+                                                   "<id>-e5")
     add.add_argument("--data", required=True, help="CSV, TSV or JSONL with answer text and integer score")
     add.add_argument("--score-range", default=None, help="e.g. 0-3 (default: the file's min-max)")
-    add.add_argument("--text-column", default="answer")
-    add.add_argument("--score-column", default="score")
-    add.add_argument("--split-column", default="split", help="optional train/validation/test column")
-    add.add_argument("--min-qwk", type=float, default=0.5, help="refuse versions whose test QWK is below this")
-    add.add_argument("--adapters", default=str(ADAPTERS))
+    add.add_argument("--text-column", default="answer", help="column with the answer text")
+    add.add_argument("--score-column", default="score", help="column with the integer score")
+    add.add_argument("--split-column", default="split",
+                     help="optional column: train / validation / test per row (default: a stratified split, "
+                          "20 %% test, then 10 %% of the rest for validation)")
+    add.add_argument("--min-qwk", type=float, default=0.5,
+                     help="quality floor: a version whose test QWK is below it is kept but not served")
+    add.add_argument("--accept", default=None, metavar="VERSION",
+                     help="serve this already trained version (one the floor refused) without retraining")
+    add.add_argument("--recipe", choices=["auto", "standard", "small"], default="auto",
+                     help="auto (default): the small-item recipe below 1,000 training answers (training/recipes.py)")
+    add.add_argument("--adapters", default=str(ADAPTERS), help="adapter folder (default: adapters/)")
     add.add_argument("--out", default=str(REPO / "build" / "onnx"), help="artifact folder to export into")
-    add.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    add.add_argument("--backbone", default=DEFAULT_BACKBONE, help="minilm-en (English) or e5-multilingual")
     _add_train_options(add)
     add.set_defaults(func=_add_item_command(add_item))
 

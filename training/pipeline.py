@@ -28,15 +28,26 @@ from training.trainer import FeatureSource, TrainConfig, TrainResult, predict_pr
 
 
 class QualityRefused(RuntimeError):
-    """A newly trained version did not reach the quality floor; nothing was written."""
+    """A newly trained version did not reach the quality floor: it is kept as a candidate, not served."""
+
+    def __init__(self, message: str, item_id: str, version: str) -> None:
+        super().__init__(message)
+        self.item_id = item_id
+        self.version = version
 
 
 REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
 REVIEW_DEFAULT = DEFAULT_REVIEW_THRESHOLD
+REVIEW_MIN_ANSWERS = 50
 
 
 def review_threshold(probabilities: np.ndarray, truth: list[int], thresholds: list[float] | None) -> float:
-    """Lowest confidence c such that validation answers with confidence >= c reach the target accuracy."""
+    """Lowest confidence c such that validation answers with confidence >= c reach the target accuracy.
+
+    Below REVIEW_MIN_ANSWERS validation answers the cut would be fitted to a handful of answers (one small
+    item flagged nothing at 0.07): the default applies."""
+    if len(truth) < REVIEW_MIN_ANSWERS:
+        return REVIEW_DEFAULT
     predicted = decode(probabilities, thresholds)
     confidence = probabilities[np.arange(len(predicted)), predicted]
     correct = predicted == np.asarray(truth)
@@ -71,7 +82,7 @@ def run_training(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig
     model = build_model(backbone.path, config.split_layer if config.mode == "lora" else 0,
                         item.score_range.size, config.dropout, load_backbone_weights(backbone.path))
     data = encode_item(item, backbone)
-    steps = -(-len(item.train) // config.batch_size) * config.max_epochs
+    steps = -(-len(item.train) // config.batch_size) * config.epochs_for(len(item.train))
     with tqdm(total=steps, desc=desc, unit="step", leave=False) as bar:
         def on_epoch(record: Any) -> None:
             bar.set_postfix(epoch=record.epoch, val_loss=f"{record.val_loss:.3f}", val_qwk=f"{record.val_qwk:.3f}")
@@ -96,9 +107,7 @@ def train_adapter(
         return existing.config, False
     result = run_training(item, backbone, config, item.item_id)
     test_qwk = float(result.metrics["test"]["qwk"])  # type: ignore[arg-type]
-    if min_test_qwk is not None and test_qwk < min_test_qwk:
-        raise QualityRefused(f"{item.item_id}: test QWK {test_qwk:.3f} is below the floor {min_test_qwk:.3f}; "
-                             "the current version stays")
+    refused = min_test_qwk is not None and test_qwk < min_test_qwk
     model = result.model
     data = encode_item(item, backbone)
     source = FeatureSource(model, data["validation"][0], cache_trunk=False, batch_size=config.batch_size)
@@ -129,8 +138,16 @@ def train_adapter(
         "trainable_parameters": sum(int(t.numel()) for t in adapter_state(model).values()),
     }
     card = model_card({**adapter_config, "version": "next"}, metrics, human_qwk)
-    record = save_adapter(root, adapter_config, adapter_state(model), metrics, "")
+    record = save_adapter(root, adapter_config, adapter_state(model), metrics, "", make_current=not refused)
     (record.folder / "MODEL_CARD.md").write_text(card.replace("(next)", f"({record.version})"))
+    if refused:
+        served = (f"{existing.version} stays the served version" if existing
+                  else "nothing is served for this item yet")
+        raise QualityRefused(
+            f"{item.item_id}: test QWK {test_qwk:.3f} on {len(item.test)} held-out answers is below the floor "
+            f"{min_test_qwk:.2f} (--min-qwk), so {served}. The trained version {record.version} is kept in "
+            f"{record.folder}. To serve it anyway, without retraining: add-item --item {source_item} "
+            f"--accept {record.version}; or lower the floor with --min-qwk.", item.item_id, record.version)
     return record.config, True
 
 

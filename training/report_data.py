@@ -41,7 +41,8 @@ def read_json(path: Path) -> Json:
 
 
 def load_items(adapters: Path, full_dir: Path) -> list[ItemResult]:
-    manifest = read_json(adapters / "manifest.json")["items"]
+    manifest = {item_id: entry for item_id, entry in read_json(adapters / "manifest.json")["items"].items()
+                if entry.get("current")}  # refused candidates are not reported
     # Rows are the default backbone's items; an item's adapters on other backbones become columns.
     others: dict[str, dict[str, tuple[Json, Json]]] = {}
     for item_id, entry in manifest.items():

@@ -33,16 +33,34 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
     max_epochs: int = 8
+    # Train at least this many optimiser steps (more epochs on small items: 8 epochs of 100 answers are only
+    # 32 steps). 0: epochs alone decide, as for the committed ASAP adapters.
+    min_steps: int = 0
     patience: int = 2  # epochs without a better validation loss before stopping
     batch_size: int = 32
     dropout: float = 0.1
     frobenius: float = 0.0  # weight of the ||delta W||_F^2 penalty (the paper's eq. 5); 0 = off
     class_weighted: bool = False  # inverse-frequency class weights for skewed items
-    decoding: Literal["auto", "argmax"] = "auto"  # auto: tuned thresholds when validation says so
+    # auto: thresholds tuned on validation when they beat argmax there; fixed: the expected score rounded (cuts
+    # at k + 0.5), for validation sets too small to tune on; argmax.
+    decoding: Literal["auto", "argmax", "fixed"] = "auto"
     seed: int = 13
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        values = asdict(self)
+        # Fields added after the committed adapters were trained leave their fingerprints unchanged at their
+        # defaults (so `train` still finds those adapters current).
+        for name, default in LATER_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+    def epochs_for(self, train_answers: int) -> int:
+        steps_per_epoch = max(1, -(-train_answers // self.batch_size))
+        return max(self.max_epochs, -(-self.min_steps // steps_per_epoch))
+
+
+LATER_FIELDS: dict[str, object] = {"min_steps": 0}
 
 
 @dataclass
@@ -155,7 +173,8 @@ def train_item(
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(labels["train"]) // config.batch_size)
-    total_steps = steps_per_epoch * config.max_epochs
+    epochs = config.epochs_for(len(labels["train"]))
+    total_steps = steps_per_epoch * epochs
     warmup = max(1, total_steps // 16)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / (total_steps - warmup)))
@@ -171,7 +190,8 @@ def train_item(
     result = TrainResult(model=model, best_epoch=0)
     best_state: dict[str, Tensor] | None = None
     best_qwk, best_loss, since_better = -2.0, float("inf"), 0
-    for epoch in range(1, config.max_epochs + 1):
+    kept_loss = float("inf")  # validation loss of the kept epoch: breaks QWK ties
+    for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         losses = []
@@ -194,8 +214,10 @@ def train_item(
         result.curve.append(record)
         if on_epoch:
             on_epoch(record)
-        if val_qwk > best_qwk:
-            best_qwk, result.best_epoch = val_qwk, epoch
+        # Best validation QWK; on a tie the lower validation loss. Without the tie-break an item whose argmax
+        # QWK stays 0.000 (small, skewed) kept epoch 1 while later epochs kept improving the probabilities.
+        if val_qwk > best_qwk or (val_qwk == best_qwk and val_loss < kept_loss):
+            best_qwk, result.best_epoch, kept_loss = val_qwk, epoch, val_loss
             best_state = copy.deepcopy({k: v for k, v in model.state_dict().items()})
         if val_loss < best_loss - 1e-4:
             best_loss, since_better = val_loss, 0
@@ -211,7 +233,9 @@ def train_item(
     probabilities = {name: predict_proba(model, sources[name], config.batch_size)
                      for name in ("validation", "test") if name in sources}
     label_space = list(range(num_labels))
-    if config.decoding == "auto":
+    if config.decoding == "fixed":
+        result.thresholds = [k + 0.5 for k in range(num_labels - 1)]
+    elif config.decoding == "auto":
         thresholds, tuned_qwk = tune_thresholds(probabilities["validation"], labels["validation"])
         argmax_qwk = quadratic_weighted_kappa(labels["validation"], decode(probabilities["validation"], None),
                                               label_space)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,7 @@ def test_add_item_then_served(tiny_backbone: Path, tmp_path: Path) -> None:
     data = write_item_file(tmp_path / "new.csv")
     adapters, out = tmp_path / "adapters", tmp_path / "onnx"
     summary = add_item("acid-rain-2", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=-1.0,
-                       backbone=str(tiny_backbone))
+                       backbone=str(tiny_backbone), recipe="standard")
     assert summary["version"] == "v1" and summary["score_range"] == "0-3"
     assert sum(summary["sizes"].values()) == 150  # type: ignore[union-attr]
     assert float(summary["max_abs_logit_diff"]) <= 1e-4  # type: ignore[arg-type]
@@ -48,13 +49,39 @@ def test_add_item_then_served(tiny_backbone: Path, tmp_path: Path) -> None:
         server.stop()
 
 
-def test_quality_floor_refuses_and_writes_nothing(tiny_backbone: Path, tmp_path: Path) -> None:
+def test_quality_floor_refuses_keeps_the_candidate_and_accept_serves_it(tiny_backbone: Path,
+                                                                       tmp_path: Path) -> None:
     data = write_item_file(tmp_path / "new.csv", rows=60)
-    adapters = tmp_path / "adapters"
-    with pytest.raises(QualityRefused, match="below the floor"):
-        add_item("weak-item", data, ScoreRange(0, 3), adapters, tmp_path / "onnx", FAST, min_test_qwk=1.01,
-                 backbone=str(tiny_backbone))
-    assert current_record(adapters, "weak-item") is None
+    adapters, out = tmp_path / "adapters", tmp_path / "onnx"
+    with pytest.raises(QualityRefused, match="below the floor") as refused:
+        add_item("weak-item", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=1.01,
+                 backbone=str(tiny_backbone), recipe="standard")
+    message = str(refused.value)
+    assert "--min-qwk" in message and "--accept v1" in message and "nothing is served for this item yet" in message
+    assert current_record(adapters, "weak-item") is None  # kept as a candidate, not served
+    kept = (adapters / "weak-item" / "v1" / "adapter.safetensors").read_bytes()
+    summary = add_item("weak-item", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=1.01,
+                       backbone=str(tiny_backbone), accept="v1")
+    assert summary["version"] == "v1" and float(summary["seconds_train"]) < 5  # type: ignore[arg-type]
+    record = current_record(adapters, "weak-item")
+    assert record is not None and record.version == "v1"
+    assert (record.folder / "adapter.safetensors").read_bytes() == kept  # the same weights: not retrained
+    assert "weak-item" in json.loads((out / "manifest.json").read_text())["items"]
+
+
+def test_small_item_recipe() -> None:
+    from training.data import ItemData
+    from training.recipes import recipe_config
+
+    skewed = ItemData("x", ScoreRange(0, 2), train=[("a", 0)] * 80 + [("b", 1)] * 15 + [("c", 2)] * 5,
+                      validation=[("a", 0)] * 12, test=[])
+    small = recipe_config(skewed, TrainConfig())
+    assert small.min_steps == 300 and small.class_weighted and small.decoding == "fixed"
+    assert small.epochs_for(100) == 75  # 4 steps per epoch: 75 epochs reach 300 steps
+    large = ItemData("y", ScoreRange(0, 2), train=[("a", k % 3) for k in range(1500)], validation=[], test=[])
+    assert recipe_config(large, TrainConfig()) == TrainConfig()
+    assert TrainConfig().as_dict() == {k: v for k, v in small.as_dict().items() if k != "min_steps"} | {
+        "class_weighted": False, "decoding": "auto"}  # the committed adapters' fingerprints are unchanged
 
 
 def test_bad_item_id_and_bad_file(tiny_backbone: Path, tmp_path: Path) -> None:

@@ -1,0 +1,38 @@
+"""Training recipes by item size. The committed ASAP adapters (1,300-1,800 answers each) use TrainConfig's
+defaults; items of a few hundred answers (what add-item usually gets) need a recipe that cannot collapse.
+
+What goes wrong on small items, and the rule for each (measured in reports/small_data.md):
+- 8 epochs of 100-200 answers are only 24-56 optimiser steps: train at least SMALL_MIN_STEPS steps;
+- skewed labels make the majority score the easy answer: inverse-frequency class weights when the most
+  common score holds more than SKEW_SHARE of the answers;
+- thresholds tuned on 10-30 validation answers overfit them: the expected score rounded (fixed cuts)
+  when there are fewer than TUNE_MIN_VALIDATION validation answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Literal
+
+from training.data import ItemData
+from training.trainer import TrainConfig
+
+Recipe = Literal["auto", "standard", "small"]
+SMALL_ITEM_ANSWERS = 1000  # training answers below which `auto` picks the small-item recipe
+SMALL_MIN_STEPS = 300
+SKEW_SHARE = 0.5
+TUNE_MIN_VALIDATION = 100
+
+
+def recipe_config(item: ItemData, config: TrainConfig, recipe: Recipe = "auto") -> TrainConfig:
+    """`config` adjusted for the item: unchanged for `standard` (and for large items under `auto`)."""
+    if recipe == "standard" or (recipe == "auto" and len(item.train) >= SMALL_ITEM_ANSWERS):
+        return config
+    counts = Counter(score for _, score in item.train)
+    skewed = max(counts.values()) / max(1, len(item.train)) > SKEW_SHARE
+    decoding = config.decoding
+    if decoding == "auto" and len(item.validation) < TUNE_MIN_VALIDATION:
+        decoding = "fixed"
+    return replace(config, min_steps=max(config.min_steps, SMALL_MIN_STEPS),
+                   class_weighted=config.class_weighted or skewed, decoding=decoding)
