@@ -88,3 +88,14 @@ def tiny_artifacts(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory
     out = tmp_path_factory.mktemp("tiny-onnx")
     export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None))
     return out
+
+
+@pytest.fixture(scope="session")
+def committed_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every committed adapter (both backbones) exported with the full check `make export` runs: each head
+    against PyTorch on every validation and test answer of its item (about 8 minutes on 2 cores)."""
+    from export.pipeline import ExportOptions, export_all
+
+    out = tmp_path_factory.mktemp("committed-onnx")
+    export_all(ExportOptions(REPO / "adapters", out, log=lambda _: None))
+    return out

@@ -1,16 +1,14 @@
-"""The real backbone with two trained ASAP heads, exported and served through uvicorn."""
+"""The real backbones with every committed ASAP head, exported with the full check and served through uvicorn."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from export.pipeline import ExportOptions, export_all
 from tests.conftest import REPO, Server
 from training.asap import load_asap_item
 from training.metrics import quadratic_weighted_kappa
@@ -20,17 +18,22 @@ GOLDEN = json.loads((REPO / "tests" / "golden" / "asap.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def asap_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """asap-01 and asap-02 from the committed adapters, exported and validated like `make export`."""
-    adapters = tmp_path_factory.mktemp("asap-adapters")
-    manifest = json.loads((REPO / "adapters" / "manifest.json").read_text())
-    manifest["items"] = {k: v for k, v in manifest["items"].items() if k in GOLDEN}
-    for item_id in manifest["items"]:
-        shutil.copytree(REPO / "adapters" / item_id, adapters / item_id)
-    (adapters / "manifest.json").write_text(json.dumps(manifest))
-    out = tmp_path_factory.mktemp("asap-onnx")
-    export_all(ExportOptions(adapters, out, log=lambda _: None))
-    return out
+def asap_artifacts(committed_artifacts: Path) -> Path:
+    """All committed items, exported and validated like `make export` (the session's one full export)."""
+    return committed_artifacts
+
+
+def test_every_committed_item_passed_the_full_check(asap_artifacts: Path) -> None:
+    """CI guards every landing: each committed adapter's head matched PyTorch on all its validation and test
+    answers (the exporter refuses a head that does not), not only on its golden answers."""
+    manifest = json.loads((asap_artifacts / "manifest.json").read_text())
+    adapters = json.loads((REPO / "adapters" / "manifest.json").read_text())["items"]
+    assert set(manifest["items"]) == {item_id for item_id, entry in adapters.items() if entry.get("current")}
+    for item_id, entry in manifest["items"].items():
+        item = load_asap_item(item_id.removesuffix("-e5"))
+        assert entry["validation"] == "full", item_id
+        assert entry["validated_on"] == {"validation": len(item.validation), "test": len(item.test), "golden": 8}
+        assert entry["max_abs_logit_diff"] <= 1e-4, item_id
 
 
 @pytest.fixture(scope="module")

