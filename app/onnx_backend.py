@@ -164,19 +164,26 @@ class OnnxBackend:
         release_freed_memory()  # the sessions' construction freed far more than they keep
         self.ready = True
 
-    def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
-        """Each row through its item's own tokenizer; rows no trunk can take carry their error."""
-        prepared: list[PreparedRow | ScoringError] = [ScoringError("not prepared")] * len(rows)
+    def _by_trunk(self, item_ids: list[str]) -> tuple[dict[str, list[int]], dict[int, ScoringError]]:
+        """Row indices grouped by the trunk of their item, and the rows no trunk can take, with their error."""
         by_trunk: dict[str, list[int]] = defaultdict(list)
-        for index, (item_id, _) in enumerate(rows):
+        refused: dict[int, ScoringError] = {}
+        for index, item_id in enumerate(item_ids):
             spec = self.artifacts.items.get(item_id)
             if spec is None:
-                prepared[index] = UnknownItem(f"unknown item {item_id!r}")
+                refused[index] = UnknownItem(f"unknown item {item_id!r}")
                 continue
             try:
                 by_trunk[trunk_for(spec, self.trunks).name].append(index)
             except ScoringError as error:
-                prepared[index] = error
+                refused[index] = error
+        return by_trunk, refused
+
+    def prepare(self, rows: list[AnswerRow]) -> list[PreparedRow | ScoringError]:
+        """Each row through its item's own tokenizer; rows no trunk can take carry their error."""
+        prepared: dict[int, PreparedRow | ScoringError] = {}
+        by_trunk, refused = self._by_trunk([item_id for item_id, _ in rows])
+        prepared.update(refused)
         started = time.perf_counter()
         for name, indices in by_trunk.items():
             answers = self.trunks[name].encoder.encode_answers([rows[i][1] for i in indices])
@@ -185,7 +192,7 @@ class OnnxBackend:
                                    NoScorableContent("the answer has nothing the model can read (only control, "
                                                      "zero-width, combining or space characters)"))
         metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
-        return prepared
+        return [prepared.get(index, ScoringError("not prepared")) for index in range(len(rows))]
 
     def score(self, rows: list[AnswerRow]) -> list[Outcome]:
         prepared = self.prepare(rows)
@@ -194,17 +201,9 @@ class OnnxBackend:
         return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        by_trunk: dict[str, list[int]] = defaultdict(list)
-        for index, row in enumerate(rows):
-            spec = self.artifacts.items.get(row.item_id)
-            if spec is None:  # removed by a reload since it was prepared
-                outcomes[index] = UnknownItem(f"unknown item {row.item_id!r}")
-                continue
-            try:
-                by_trunk[trunk_for(spec, self.trunks).name].append(index)
-            except ScoringError as error:
-                outcomes[index] = error
+        # An item can have gone since its rows were prepared (reload): `_by_trunk` refuses those rows.
+        by_trunk, refused = self._by_trunk([row.item_id for row in rows])
+        outcomes: dict[int, Outcome] = dict(refused)
         for name, indices in by_trunk.items():  # each backbone runs its own trunk over its own rows
             order = sorted(indices, key=lambda i: len(rows[i].encoded.ids))
             lengths = [len(rows[i].encoded.ids) for i in order]

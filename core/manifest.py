@@ -156,6 +156,28 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
     )
 
 
+def member_entry(root: Path, member: Member) -> dict[str, Any]:
+    return {"backbone": member.backbone, "backbone_sha256": member.backbone_sha256, "format": member.head_format,
+            "file": str(member.path.relative_to(root)), "sha256": member.sha256, "bytes": member.nbytes,
+            "weight": member.weight}
+
+
+def item_entry(root: Path, *, key: str, version: str, member: Member, labels: list[int],
+               thresholds: list[float] | None, review_threshold: float, golden_texts: list[str],
+               golden_logits: list[list[float]], model_card: dict[str, Any], check: dict[str, Any]) -> dict[str, Any]:
+    """An item's manifest entry, as `item_spec` reads it: one member today, whose keys also stand at the top
+    level (the single-member view older readers use). `check`: what the exporter verified against PyTorch
+    (validation, validated_on, qwk, max_abs_logit_diff)."""
+    single = member_entry(root, member)
+    return {
+        "key": key, "version": version, **{name: single[name] for name in
+                                           ("format", "file", "sha256", "bytes", "backbone", "backbone_sha256")},
+        "members": [single], "combine": "single",
+        "labels": labels, "thresholds": thresholds, "review_threshold": review_threshold,
+        "golden": {"texts": golden_texts, "logits": golden_logits}, "model_card": model_card, **check,
+    }
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.is_file():

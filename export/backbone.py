@@ -77,12 +77,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
             manifest["items"][item_id] = previous
             continue
-        entry_of_item = export_item(record, backbone, weights, tokenizer, trunk, shared_head, item_key, options)
-        member = {"backbone": name, "backbone_sha256": backbone.weights_sha256, "weight": 1.0,
-                  **{key: entry_of_item[key] for key in ("format", "file", "sha256", "bytes")}}
-        # One member per item today (core/manifest.py); its keys also stay at the top level for older readers.
-        manifest["items"][item_id] = {**entry_of_item, "backbone": name, "backbone_sha256": backbone.weights_sha256,
-                                      "members": [member], "combine": "single"}
+        manifest["items"][item_id] = export_item(record, name, backbone, weights, tokenizer, trunk, shared_head,
+                                                 item_key, options)
         # Earlier exported versions stay listed (and their files stay) so the service can roll back.
         history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
         if previous and previous.get("version") != record.version:

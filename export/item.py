@@ -8,6 +8,7 @@ from typing import Any
 import onnxruntime as ort
 
 from core.fingerprints import file_sha256
+from core.manifest import Member, item_entry
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, trunk_head_logits
 from export import graphs
 from export.options import EXPORTER_VERSION, GOLDEN_COUNT, ExportOptions, item_texts
@@ -18,9 +19,9 @@ from training.encoder import merge_lora
 from training.tokenize import encode_texts
 
 
-def export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any, tokenizer: Any,
-                 trunk: ort.InferenceSession, shared_head: ort.InferenceSession | None, item_key: str,
-                 options: ExportOptions) -> dict[str, Any]:
+def export_item(record: AdapterRecord, backbone_name: str, backbone: ResolvedBackbone, weights: Any,
+                tokenizer: Any, trunk: ort.InferenceSession, shared_head: ort.InferenceSession | None, item_key: str,
+                options: ExportOptions) -> dict[str, Any]:
     config = record.config
     model = adapter_model(record, backbone.path, weights)
     folder = options.out / "items" / record.item_id
@@ -67,26 +68,23 @@ def export_item(record: AdapterRecord, backbone: ResolvedBackbone, weights: Any,
     require_match(f"{record.item_id} golden", golden_check)
     worst = max(worst, golden_check.max_abs_logit_diff)
     metrics = record.metrics
-    return {
-        "key": item_key,
-        "version": record.version,
-        "format": "ort-adapter" if shared_head is not None else "merged",
-        "file": str(path.relative_to(options.out)),
-        "sha256": file_sha256(path),
-        "bytes": path.stat().st_size,
-        "labels": config["labels"],
-        "thresholds": thresholds,
-        "review_threshold": config["review_threshold"],
-        "max_abs_logit_diff": worst,
-        "validation": options.validate,  # which check against PyTorch this head passed
-        "validated_on": {name: value["n"] for name, value in checked.items()} | {"golden": len(golden_rows)},
-        "qwk": {name: value for name, value in checked.items()},
-        "golden": {"texts": golden_texts, "logits": golden_logits.round(6).tolist()},
-        "model_card": {
+    member = Member(backbone_name, backbone.weights_sha256, "ort-adapter" if shared_head is not None else "merged",
+                    path, file_sha256(path), path.stat().st_size)
+    return item_entry(
+        options.out, key=item_key, version=record.version, member=member, labels=config["labels"],
+        thresholds=thresholds, review_threshold=config["review_threshold"], golden_texts=golden_texts,
+        golden_logits=golden_logits.round(6).tolist(),
+        model_card={
             "test_qwk": metrics.get("test", {}).get("qwk"),
             "test_accuracy": metrics.get("test", {}).get("accuracy"),
             "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
             "human_qwk": metrics.get("human_qwk"),
             "sizes": metrics.get("sizes"),
         },
-    }
+        check={
+            "validation": options.validate,  # which check against PyTorch this head passed
+            "validated_on": {name: value["n"] for name, value in checked.items()} | {"golden": len(golden_rows)},
+            "qwk": dict(checked),
+            "max_abs_logit_diff": worst,
+        },
+    )
