@@ -66,10 +66,6 @@ class Backend(Protocol):
         """One outcome per prepared row, in order; a bad row never fails the others."""
         ...
 
-    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
-        """prepare + score_prepared in one call (benchmarks, tests)."""
-        ...
-
     def warm_up(self) -> None: ...
 
     def reload(self, item_id: str) -> ItemSpec:
@@ -83,3 +79,10 @@ class Backend(Protocol):
     def activate(self, item_id: str, version: str) -> ItemSpec:
         """Swap in exactly this exported version (current or from history) after verifying it."""
         ...
+
+
+def score_now(backend: Backend, rows: list[AnswerRow]) -> list[Outcome]:
+    """prepare + score_prepared in one blocking call, one outcome per row (benchmarks, tests)."""
+    prepared = backend.prepare(rows)
+    scored = iter(backend.score_prepared([row for row in prepared if isinstance(row, PreparedRow)]))
+    return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]

@@ -9,7 +9,7 @@ from app.admission import Admission
 from app.backend import Backend
 from app.error_handlers import install_error_handlers
 from app.lifespan import BackendFactory, lifespan_for
-from app.middleware import BodyLimit, OpsAccess, RequestIdHeader, RequestTiming
+from app.middleware import BodyLimit, OpsAccess, RequestEnvelope
 from app.routes import admin_router, ops_router, scoring_router
 from app.settings import Settings, get_settings
 
@@ -37,6 +37,5 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(Admission)  # a full queue refuses before the body is read
     app.add_middleware(OpsAccess, settings=settings)
-    app.add_middleware(RequestTiming)
-    app.add_middleware(RequestIdHeader)
+    app.add_middleware(RequestEnvelope)
     return app

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware, outermost first: the request id on every answer, the access rule for the
+"""Pure ASGI middleware, outermost first: the request id and timing of every answer, the access rule for the
 operator pages, and the body limit (size and time) that every request passes before it is parsed."""
 
 from __future__ import annotations
@@ -26,29 +26,9 @@ async def _disconnected() -> Message:
     return {"type": "http.disconnect"}
 
 
-class RequestIdHeader:
-    """X-Request-ID on every response, including those refused before routing (413, 408, 429)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1") or None
-        value = request_id(given)
-
-        async def with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["x-request-id"] = value
-            await send(message)
-
-        await self.app(scope, receive, with_id)
-
-
-class RequestTiming:
-    """Request duration by route template and status, and x-process-time, for every answer (refusals too)."""
+class RequestEnvelope:
+    """On every answer, refusals before routing included (413, 408, 429): X-Request-ID (the client's, or a
+    new one), x-process-time, and the request-duration metric by route template and status."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,17 +38,21 @@ class RequestTiming:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1") or None
+        identifier = request_id(given)
         status = 500
 
-        async def timed(message: Message) -> None:
+        async def enveloped(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-process-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = identifier
+                headers["x-process-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
             await send(message)
 
         try:
-            await self.app(scope, receive, timed)
+            await self.app(scope, receive, enveloped)
         finally:
             # The route template, never the raw path: ids in paths must not become label values.
             route = getattr(scope.get("route"), "path", None)

@@ -194,12 +194,6 @@ class OnnxBackend:
         metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
         return [prepared.get(index, ScoringError("not prepared")) for index in range(len(rows))]
 
-    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
-        prepared = self.prepare(rows)
-        ready = [row for row in prepared if isinstance(row, PreparedRow)]
-        scored = iter(self.score_prepared(ready))
-        return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
-
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
         # An item can have gone since its rows were prepared (reload): `_by_trunk` refuses those rows.
         by_trunk, refused = self._by_trunk([row.item_id for row in rows])

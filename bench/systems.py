@@ -72,9 +72,9 @@ class Engine:
         self.backend.cache.get(self.backend.artifacts.items[item])
 
     def score(self, rows: list[Row]) -> list[int]:
-        from app.backend import AnswerRow
+        from app.backend import AnswerRow, score_now
 
-        outcomes = self.backend.score([AnswerRow(item, text) for item, text in rows])
+        outcomes = score_now(self.backend, [AnswerRow(item, text) for item, text in rows])
         specs = self.backend.artifacts.items
         scores = []
         for outcome in outcomes:

@@ -62,11 +62,6 @@ class ItemSpec:
     def key(self) -> tuple[str, str]:
         return (self.item_id, self.version)
 
-    @property
-    def all_members(self) -> tuple[Member, ...]:
-        return self.members or (Member(self.backbone, self.backbone_sha256, self.head_format, self.path,
-                                       self.sha256, self.nbytes),)
-
 
 @dataclass(frozen=True)
 class BackboneFiles:

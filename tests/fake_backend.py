@@ -79,11 +79,6 @@ class FakeBackend:
                                                                unknown)))
         return prepared
 
-    def score(self, rows: list[AnswerRow]) -> list[Outcome]:
-        prepared = self.prepare(rows)
-        scored = iter(self.score_prepared([row for row in prepared if isinstance(row, PreparedRow)]))
-        return [next(scored) if isinstance(row, PreparedRow) else row for row in prepared]
-
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
         self.calls.append(len(rows))
         outcomes: list[Outcome] = []

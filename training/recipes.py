@@ -1,7 +1,8 @@
 """Training recipes by item size. The committed ASAP adapters (1,300-1,800 answers each) use TrainConfig's
 defaults; items of a few hundred answers (what add-item usually gets) need a recipe that cannot collapse.
 
-What goes wrong on small items, and the rule for each (measured in reports/small_data.md):
+What goes wrong on small items, and the rule for each (reports/small_data.md measures the recipe as a
+whole against the standard one, not each rule alone):
 - 8 epochs of 100-200 answers are only 24-56 optimiser steps: train at least SMALL_MIN_STEPS steps;
 - skewed labels make the majority score the easy answer: inverse-frequency class weights when the most
   common score holds more than SKEW_SHARE of the answers;

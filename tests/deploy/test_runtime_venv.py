@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.backend import Scored
+from app.backend import AnswerRow, Scored, score_now
 from app.onnx_backend import OnnxBackend
 from app.settings import Settings
 from tests.conftest import REPO, Server
@@ -105,7 +105,7 @@ def test_runtime_dependency_set_serves_without_torch(tiny_artifacts: Path, tmp_p
         assert body["score"] in (0, 1, 2) and abs(sum(body["probabilities"]) - 1) < 1e-4
         # the same answer through the development venv's backend: same artifacts, same numbers
         reference = OnnxBackend(Settings(artifacts=tiny_artifacts, device="cpu"))
-        expected = reference.score([("item-a", "acid rain dissolves marble")])[0]
+        expected = score_now(reference, [AnswerRow("item-a", "acid rain dissolves marble")])[0]
         assert isinstance(expected, Scored) and body["score"] == expected.score
         assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.backend import AnswerRow, score_now
 from app.errors import ItemUnavailable
 from app.onnx_backend import OnnxBackend
 from app.settings import Settings
@@ -53,7 +54,7 @@ def test_service_scores_each_item_on_its_own_trunk(mixed_export: Path) -> None:
     assert len(backend.trunks) == 2
     rows = [("item-a", "acid rain reacts with limestone"), ("item-b", "the mass went down"),
             ("item-c", "idk"), ("item-b", "vinegar changed the mass of the samples")]
-    outcomes = backend.score(rows)
+    outcomes = score_now(backend, [AnswerRow(*row) for row in rows])
     assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes
     # Heads were checked against the exporter's golden logits on first load: on the wrong trunk they differ.
     for item_id in ("item-a", "item-b", "item-c"):
@@ -77,7 +78,8 @@ def test_item_on_a_trunk_it_was_not_trained_with_is_refused(mixed_export: Path, 
     (copy / "manifest.json").write_text(json.dumps(manifest))
     backend = OnnxBackend(Settings(artifacts=copy, threads=1, device="cpu"), load_artifacts(copy))
     backend.warm_up()
-    scored, wrong_hash, no_trunk = backend.score([("item-a", "acid rain"), ("item-b", "acid"), ("item-c", "x")])
+    scored, wrong_hash, no_trunk = score_now(backend, [AnswerRow("item-a", "acid rain"),
+                                                    AnswerRow("item-b", "acid"), AnswerRow("item-c", "x")])
     assert not isinstance(scored, Exception)
     assert isinstance(wrong_hash, ItemUnavailable) and "re-export" in wrong_hash.message
     assert "ffffffffffff" in wrong_hash.message
@@ -105,4 +107,5 @@ def test_exporting_one_backbone_keeps_the_others(mixed_export: Path, two_backbon
                                  log=lambda _: None))
     backend = OnnxBackend(Settings(artifacts=copy, threads=1, device="cpu"))
     backend.warm_up()
-    assert not any(isinstance(o, Exception) for o in backend.score([("item-a", "acid"), ("item-c", "idk")]))
+    assert not any(isinstance(o, Exception) for o in score_now(backend, [AnswerRow("item-a", "acid"),
+                                                                            AnswerRow("item-c", "idk")]))
