@@ -8,7 +8,7 @@ ONNX_DIR ?= build/onnx
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test test-fast lint export train report bench bench-quick first-answer clean
+.PHONY: setup serve test test-fast lint export train report bench bench-quick first-answer gpu-check clean
 
 # What `make serve` needs: the serving set, and torch & co for the export (no test or lint tools).
 $(SERVE_STAMP): pyproject.toml
@@ -78,6 +78,41 @@ bench-quick: export
 # Clone -> first scored answer and clone -> every item ready, measured from a fresh clone (bench/results/).
 first-answer:
 	$(PY) -m bench.first_answer
+
+# The GPU path in one command, on a machine with one NVIDIA GPU (onnxruntime-gpu 1.31 is built for CUDA 13):
+# its own venv with the serving set and onnxruntime-gpu (never next to onnxruntime), then `python -m bench.gpu`
+# on the exported artifacts, fp16 trunk included -> bench/results/gpu.json (< 5 min). Without internet:
+# GPU_WHEELS=dir, a folder holding every wheel (README). ORT_GPU='onnxruntime-gpu==1.31.1' where CUDA 13 and
+# cuDNN 9 are installed system-wide (a CUDA base image) instead of coming as nvidia-* wheels.
+GPU_VENV ?= .venv-gpu
+GPU_BIN := $(GPU_VENV)/bin
+GPU_STAMP := $(GPU_VENV)/.installed
+GPU_WHEELS ?=
+ORT_GPU ?= onnxruntime-gpu[cuda,cudnn]==1.31.1
+GPU_OUT ?= bench/results/gpu.json
+FP16_TRUNK := $(ONNX_DIR)/trunk.fp16.onnx
+
+$(GPU_STAMP): pyproject.toml
+	@echo "== installing the serving set and $(ORT_GPU) into $(GPU_VENV) =="
+	$(PY) -m venv $(GPU_VENV)
+	$(GPU_BIN)/pip install -q $(if $(GPU_WHEELS),--no-index --find-links $(GPU_WHEELS)) -e '.[gpu]' '$(ORT_GPU)'
+	@if $(GPU_BIN)/pip show onnxruntime >/dev/null 2>&1; then \
+		echo "$(GPU_VENV) has onnxruntime (CPU) next to onnxruntime-gpu: they overwrite each other" >&2; exit 1; fi
+	touch $(GPU_STAMP)
+
+# Exporting needs torch, which $(GPU_VENV) has not: the main venv builds the fp16 trunk where it exists.
+$(FP16_TRUNK):
+	@if $(BIN)/python -c 'import torch' 2>/dev/null; then \
+		echo "== no fp16 trunk in $(ONNX_DIR): exporting it with $(VENV) (its QWK change is measured per item) =="; \
+		$(BIN)/python -m export --adapters adapters --out $(ONNX_DIR) --precision fp32 fp16; \
+	else \
+		echo "no fp16 trunk at $(FP16_TRUNK). Where torch is (\`make setup\`), run" >&2; \
+		echo "  $(BIN)/python -m export --adapters adapters --out $(ONNX_DIR) --precision fp32 fp16" >&2; \
+		echo "and bring that $(ONNX_DIR) here." >&2; exit 1; \
+	fi
+
+gpu-check: $(GPU_STAMP) $(FP16_TRUNK)
+	$(GPU_BIN)/python -m bench.gpu --device cuda --out $(GPU_OUT)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -24,6 +26,7 @@ class Scored:
     adapter_version: str
     truncated: bool
     review_reasons: list[str] = field(default_factory=list)  # low_confidence, unknown_words
+    members: list[str] = field(default_factory=list)  # what scored it: "asap-01@v1", "asap-01-e5@v1", ...
 
 
 class AnswerRow(NamedTuple):
@@ -35,10 +38,27 @@ class AnswerRow(NamedTuple):
 
 @dataclass(frozen=True)
 class PreparedRow:
-    """One answer after its item's tokenizer: all the scorer and the duplicate cache need of it."""
+    """One answer after its item's tokenizers: all the scorer and the duplicate cache need of it.
+
+    `encoded` is what the item's first trunk reads (truncation and unknown words are judged on it); an
+    ensemble item also has its other trunks' tokens, and the text itself when a member reads the text."""
 
     item_id: str
     encoded: EncodedAnswer
+    others: Mapping[str, EncodedAnswer] = field(default_factory=dict)  # backbone -> tokens
+    text: str | None = None  # only for items with a lexical member; never logged
+
+    @property
+    def digest(self) -> str:
+        """The duplicate cache's key: equal only when every member would read the same input."""
+        if not self.others and self.text is None:
+            return self.encoded.digest
+        parts = [self.encoded.digest, *(f"{name}:{self.others[name].digest}" for name in sorted(self.others)),
+                 "" if self.text is None else self.text]
+        return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+    def tokens(self, backbone: str, first: str) -> EncodedAnswer:
+        return self.encoded if backbone == first else self.others[backbone]
 
 
 Outcome = Scored | ScoringError

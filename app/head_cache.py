@@ -1,4 +1,4 @@
-"""LRU cache of item heads keyed by (item id, adapter version), budgeted in bytes, with pins.
+"""LRU cache of item members' runners keyed by (item id, version, member index), budgeted in bytes, with pins.
 
 A miss loads the head once even when many callers miss together (one loader, the others wait)."""
 
@@ -10,31 +10,39 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from app import metrics
+from core.lexical_runtime import LexicalHead
 from core.manifest import ItemSpec
 from core.onnx_runtime import HeadRunner
 
+MemberRunner = HeadRunner | LexicalHead
+CacheKey = tuple[str, str, int]
+
 
 class HeadCache:
-    def __init__(self, loader: Callable[[ItemSpec], HeadRunner], capacity_bytes: int,
+    def __init__(self, loader: Callable[[ItemSpec, int], MemberRunner], capacity_bytes: int,
                  pinned: set[str] | None = None) -> None:
         self._loader = loader
         self.capacity_bytes = capacity_bytes
         self.pinned = pinned or set()
-        self._heads: OrderedDict[tuple[str, str], HeadRunner] = OrderedDict()
+        self._heads: OrderedDict[CacheKey, MemberRunner] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._loading: dict[CacheKey, threading.Lock] = {}
         self.used_bytes = 0
         metrics.CACHE_BYTES.labels("capacity").set(capacity_bytes)
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: CacheKey) -> bool:
         with self._lock:
             return key in self._heads
 
     def __len__(self) -> int:
         return len(self._heads)
 
-    def get(self, spec: ItemSpec) -> HeadRunner:
-        key = spec.key
+    def has_item(self, spec: ItemSpec) -> bool:
+        """Every member of this version is loaded."""
+        return all((spec.item_id, spec.version, index) in self for index in range(len(spec.serving_members)))
+
+    def get(self, spec: ItemSpec, index: int = 0) -> MemberRunner:
+        key = (spec.item_id, spec.version, index)
         with self._lock:
             head = self._hit(key)
             if head is not None:
@@ -48,7 +56,7 @@ class HeadCache:
             metrics.CACHE_EVENTS.labels("miss").inc()
             started = time.perf_counter()
             try:
-                head = self._loader(spec)
+                head = self._loader(spec, index)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -56,7 +64,7 @@ class HeadCache:
             self._insert(key, head)
             return head
 
-    def _hit(self, key: tuple[str, str]) -> HeadRunner | None:
+    def _hit(self, key: CacheKey) -> MemberRunner | None:
         """Caller holds the lock."""
         head = self._heads.get(key)
         if head is not None:
@@ -64,7 +72,7 @@ class HeadCache:
             metrics.CACHE_EVENTS.labels("hit").inc()
         return head
 
-    def _insert(self, key: tuple[str, str], head: HeadRunner) -> None:
+    def _insert(self, key: CacheKey, head: MemberRunner) -> None:
         with self._lock:
             self._heads[key] = head
             self.used_bytes += head.nbytes

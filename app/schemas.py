@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 
 REVIEW_REASONS = "why needs_review is true: low_confidence (below the item's threshold), unknown_words (most of " \
                  "the answer is outside the backbone's vocabulary, e.g. a script it cannot read)"
+MEMBERS = "what scored it, each as source@version: the item's adapter, an ensemble's other backbones' " \
+          "adapters and its lexical (word and character n-gram) member"
 
 
 class ScoreRequest(BaseModel):
@@ -33,6 +35,7 @@ class ScoreResult(BaseModel):
     adapter_version: str
     truncated: bool = Field(description="the answer was longer than the model's window and was cut")
     review_reasons: list[Literal["low_confidence", "unknown_words"]] = Field([], description=REVIEW_REASONS)
+    members: list[str] = Field([], description=MEMBERS)
 
 
 class ScoreResults(BaseModel):
@@ -59,6 +62,7 @@ class BatchRowResult(BaseModel):
     adapter_version: str | None = None
     truncated: bool | None = None
     review_reasons: list[str] | None = None
+    members: list[str] | None = None
     error: str | None = None
     error_type: str | None = None
 
@@ -90,6 +94,8 @@ class ItemInfo(BaseModel):
     score_range: tuple[int, int]
     adapter_version: str
     head_format: str
+    members: list[str] = Field([], description=MEMBERS)
+    combine: str = Field("single", description="single, or mean_probabilities: the members' weighted mean")
     cached: bool
     review_threshold: float
     evaluation: dict[str, Any]

@@ -100,7 +100,7 @@ class ScoringService:
                            background: bool) -> None:
         items = self.backend.items()
         versions = [items[row.item_id].version if row.item_id in items else "" for _, row in ready]
-        keys = [cache_key(row.item_id, version, row.encoded.digest)
+        keys = [cache_key(row.item_id, version, row.digest)
                 for (_, row), version in zip(ready, versions, strict=True)]
         cached = await self.duplicates.get_many(keys) if keys else []
         misses: list[int] = []

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # (no admin reload needed). Off by default: an explicit reload is the reviewed path.
     watch_artifacts_s: float = Field(0.0, ge=0)
     review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
+    # Ensemble items (several members combined, the accurate default) or, off, each served by its first
+    # member alone with that member's own decoding: the fast single-head mode (one trunk run per answer).
+    ensembles: bool = True
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
     # With keys configured: /docs, /redoc, /openapi.json need a key unless open_docs; /metrics is open for

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import onnxruntime as ort
 
 from app.errors import ItemUnavailable
-from core.manifest import Artifacts, BackboneFiles, ItemSpec
+from core.manifest import Artifacts, BackboneFiles, ItemSpec, Member
 from core.onnx_runtime import TextEncoder, load_session
 
 log = logging.getLogger("scorer.engine")
@@ -51,19 +51,25 @@ def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str) 
 
 def load_trunks(artifacts: Artifacts, precision: str, threads: int, device: str) -> dict[str, Trunk]:
     """Only backbones that some item uses: an exported but unused trunk costs no memory."""
-    used = {spec.backbone for spec in artifacts.items.values()}
+    used = {name for spec in artifacts.items.values() for name in spec.backbones}
     return {name: load_trunk(files, precision, threads, device)
             for name, files in artifacts.backbones.items() if name in used or len(artifacts.backbones) == 1}
 
 
 def trunk_for(spec: ItemSpec, trunks: dict[str, Trunk]) -> Trunk:
-    """The trunk the item was trained with, or a clear refusal: an item never runs on another backbone."""
-    trunk = trunks.get(spec.backbone)
+    """The trunk of the item's first member."""
+    return member_trunk(spec.item_id, spec.serving_members[0], trunks)
+
+
+def member_trunk(item_id: str, member: Member, trunks: dict[str, Trunk]) -> Trunk:
+    """The trunk a member was trained with, or a clear refusal: a head never runs on another backbone, and an
+    ensemble item with a member whose trunk is missing is unavailable, never served by fewer members."""
+    trunk = trunks.get(member.backbone)
     if trunk is None:
-        raise ItemUnavailable(f"item {spec.item_id!r} was trained on backbone {spec.backbone!r}, which this "
+        raise ItemUnavailable(f"item {item_id!r} was trained on backbone {member.backbone!r}, which this "
                               f"deployment does not serve (trunks: {sorted(trunks)})")
-    if spec.backbone_sha256 and spec.backbone_sha256 != trunk.files.weights_sha256:
-        raise ItemUnavailable(f"item {spec.item_id!r} was trained on {spec.backbone} weights "
-                              f"{spec.backbone_sha256[:12]}…, but the loaded {spec.backbone} trunk has "
+    if member.backbone_sha256 and member.backbone_sha256 != trunk.files.weights_sha256:
+        raise ItemUnavailable(f"item {item_id!r} was trained on {member.backbone} weights "
+                              f"{member.backbone_sha256[:12]}…, but the loaded {member.backbone} trunk has "
                               f"{trunk.files.weights_sha256[:12]}…; re-export it")
     return trunk

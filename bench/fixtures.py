@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from safetensors.numpy import save_file
 
 from bench.full_models import make_synthetic
 from bench.workload import bench_item_ids, source_item
@@ -123,6 +122,8 @@ class BenchArtifacts:
         path = self.pool / "naive" / f"{item}.safetensors"
         if path.exists():
             return path
+        from safetensors.numpy import save_file  # a training package: `make gpu-check`'s venv has none
+
         path.parent.mkdir(parents=True, exist_ok=True)
         renamed: dict[str, NDArray[np.float32]] = {}
         for name, value in self.item_tensors(item).items():

@@ -6,8 +6,10 @@ where format 1 (one backbone) kept it; `backbone_entries` is the one place that 
 An item is served by one or more *members*: a head on some backbone's trunk, combined into one probability
 vector by the item's `combine` rule. Today every item has exactly one member, written from the item's own
 top-level keys (format, file, sha256, bytes, backbone, backbone_sha256); an ensemble item lists its members
-under "members" with weights. Decoding (thresholds), labels, review threshold, golden answers and the
-version belong to the item, not to a member."""
+under "members" with weights and keeps, under "fast", the single-member entry of its first member (what
+the fast single-head mode serves). Decoding (thresholds), labels, review threshold, golden texts and the
+version belong to the item; each ensemble member carries its own golden outputs (logits of a head on a
+trunk, probabilities of a lexical member), checked when it is first loaded."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ MANIFEST_FORMAT = 2
 BACKBONE_KEYS = ("backbone", "trunk", "tokenizer", "adapter_head", "int8", "fp16")
 HISTORY_KEPT = 5  # earlier exported versions per item, for rollback
 COMBINE_RULES = ("single", "mean_probabilities")
+LEXICAL_FORMAT = "lexical"  # a member that reads the answer's text (n-gram model), on no trunk
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,17 @@ class Member:
 
     backbone: str
     backbone_sha256: str
-    head_format: str  # "ort-adapter" | "merged"
+    head_format: str  # "ort-adapter" | "merged" on the backbone's trunk | "lexical" (reads the text)
     path: Path
     sha256: str
     nbytes: int
     weight: float = 1.0
+    source: str = ""  # what it was made from, named in responses: "asap-01@v1", "lexical@ens-1a2b3c4d"
+    golden: list[list[float]] = field(default_factory=list)  # its outputs on the item's golden texts
+
+    @property
+    def on_trunk(self) -> bool:
+        return self.head_format != LEXICAL_FORMAT
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,19 @@ class ItemSpec:
     @property
     def key(self) -> tuple[str, str]:
         return (self.item_id, self.version)
+
+    @property
+    def serving_members(self) -> tuple[Member, ...]:
+        """The members that score it: an ensemble's list, or the one member its own fields describe."""
+        if self.members:
+            return self.members
+        return (Member(self.backbone, self.backbone_sha256, self.head_format, self.path, self.sha256, self.nbytes,
+                       source=f"{self.item_id}@{self.version}", golden=self.golden_logits),)
+
+    @property
+    def backbones(self) -> list[str]:
+        """The trunks its members run on, in member order, each once."""
+        return list(dict.fromkeys(member.backbone for member in self.serving_members if member.on_trunk))
 
 
 @dataclass(frozen=True)
@@ -126,11 +148,16 @@ def _member(root: Path, entry: dict[str, Any], default_backbone: dict[str, Any])
     return Member(backbone=str(entry.get("backbone") or default_backbone.get("name", "")),
                   backbone_sha256=str(entry.get("backbone_sha256") or default_backbone.get("weights_sha256", "")),
                   head_format=str(entry["format"]), path=root / str(entry["file"]), sha256=str(entry["sha256"]),
-                  nbytes=int(entry["bytes"]), weight=float(entry.get("weight", 1.0)))
+                  nbytes=int(entry["bytes"]), weight=float(entry.get("weight", 1.0)),
+                  source=str(entry.get("source", "")), golden=list(entry.get("golden", [])))
 
 
-def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> ItemSpec:
-    """manifest: only needed for format-1 entries, which do not name their backbone."""
+def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[str, Any] | None = None,
+              fast: bool = False) -> ItemSpec:
+    """manifest: only needed for format-1 entries, which do not name their backbone. fast: an ensemble item
+    as its first member alone (the single-head mode), with that member's own decoding."""
+    if fast and "fast" in entry:
+        return item_spec(root, item_id, entry["fast"], manifest)
     if not ITEM_ID.match(item_id):
         raise ValueError(f"manifest item id {item_id!r} is not a slug")
     default_backbone = (manifest or {}).get("backbone", {})
@@ -152,9 +179,29 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
 
 
 def member_entry(root: Path, member: Member) -> dict[str, Any]:
-    return {"backbone": member.backbone, "backbone_sha256": member.backbone_sha256, "format": member.head_format,
-            "file": str(member.path.relative_to(root)), "sha256": member.sha256, "bytes": member.nbytes,
-            "weight": member.weight}
+    entry = {"backbone": member.backbone, "backbone_sha256": member.backbone_sha256, "format": member.head_format,
+             "file": str(member.path.relative_to(root)), "sha256": member.sha256, "bytes": member.nbytes,
+             "weight": member.weight}
+    return entry | ({"source": member.source, "golden": member.golden} if member.source else {})
+
+
+def ensemble_item_entry(root: Path, *, key: str, version: str, members: list[Member], fast: dict[str, Any],
+                        thresholds: list[float] | None, review_threshold: float, golden_texts: list[str],
+                        golden_probabilities: list[list[float]], model_card: dict[str, Any],
+                        check: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble item's entry: its members (each with its golden outputs), combined by the weighted mean of
+    their probabilities; `fast` is the first member's own single-member entry. The top-level member keys
+    are the first member's, as in `item_entry`."""
+    entries = [member_entry(root, member) for member in members]
+    first = entries[0]
+    return {
+        "key": key, "version": version, **{name: first[name] for name in
+                                           ("format", "file", "sha256", "bytes", "backbone", "backbone_sha256")},
+        "members": entries, "combine": "mean_probabilities", "fast": fast,
+        "labels": fast["labels"], "thresholds": thresholds, "review_threshold": review_threshold,
+        "golden": {"texts": golden_texts, "probabilities": golden_probabilities}, "model_card": model_card,
+        **check,
+    }
 
 
 def item_entry(root: Path, *, key: str, version: str, member: Member, labels: list[int],
@@ -193,9 +240,10 @@ def item_versions(manifest: dict[str, Any]) -> dict[str, str]:
     return {item_id: str(entry["version"]) for item_id, entry in manifest.get("items", {}).items()}
 
 
-def load_artifacts(root: Path) -> Artifacts:
+def load_artifacts(root: Path, fast: bool = False) -> Artifacts:
+    """fast: every ensemble item as its first member alone (SCORER_ENSEMBLES=off)."""
     manifest = read_manifest(root)
-    items = {item_id: item_spec(root, item_id, entry, manifest) for item_id, entry in manifest["items"].items()}
+    items = {item_id: item_spec(root, item_id, entry, manifest, fast) for item_id, entry in manifest["items"].items()}
     backbones = {name: backbone_files(root, entry) for name, entry in backbone_entries(manifest).items()}
     pending = {item_id: dict(entry) for item_id, entry in manifest.get("pending", {}).items() if item_id not in items}
     return Artifacts(root, manifest, items, backbones, pending)

@@ -20,7 +20,8 @@ from typing import Any
 from core.manifest import MANIFEST_FORMAT, backbone_entries, read_manifest, write_manifest
 from export import graphs
 from export.backbone import export_backbone
-from export.options import EXPORTER_VERSION, ExportOptions
+from export.ensemble import apply_ensembles, single_view
+from export.options import EXPORTER_VERSION, ExportOptions, item_texts
 from export.validate import ValidationError
 from training.artifacts import AdapterRecord, load_record
 from training.artifacts import read_manifest as read_adapters
@@ -36,7 +37,8 @@ def _slug(name: str) -> str:
 def export_all(options: ExportOptions) -> dict[str, Any]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    old: dict[str, Any] = read_manifest(out) if (out / "manifest.json").is_file() else {}
+    exported: dict[str, Any] = read_manifest(out) if (out / "manifest.json").is_file() else {}
+    old = single_view(exported)  # each backbone's heads are exported (or kept) as single items first
     adapters = read_adapters(options.adapters)["items"]
     if not adapters:
         raise ValidationError(f"no adapters listed in {options.adapters / 'manifest.json'}")
@@ -81,6 +83,7 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
         folder = out if name == primary else out / "backbones" / _slug(name)
         manifest["backbones"][name] = export_backbone(name, groups[name], folder, old, manifest, options)
     manifest.update(manifest["backbones"][primary])  # the single-backbone (format 1) view
+    apply_ensembles(manifest, exported, options, lambda item_id: item_texts(records[item_id], options))
     # Items whose backbone was not exported this time and was never exported here: a later export adds them
     # (make serve exports the default backbone first); the service lists them as being prepared.
     manifest["pending"] = {item_id: {"backbone": record.config["backbone"]["name"], "version": record.version,

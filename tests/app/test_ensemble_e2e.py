@@ -1,0 +1,81 @@
+"""Ensemble items through the real service: every committed ensemble (MiniLM + E5 heads + the lexical member)
+exported with the full check, served through uvicorn, and the failure a member must never hide."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.backend import AnswerRow, Scored, score_now
+from app.errors import ItemUnavailable
+from app.onnx_backend import OnnxBackend
+from app.settings import Settings
+from tests.conftest import REPO, Server
+
+pytestmark = pytest.mark.slow
+ENSEMBLES = {path.parent.name: json.loads(path.read_text())
+             for path in sorted((REPO / "adapters" / "ensembles").glob("*/ensemble.json"))}
+SERVED = {item_id: ensemble for item_id, ensemble in ENSEMBLES.items() if len(ensemble["members"]) > 1}
+ANSWER = "The acid rain would dissolve the limestone and marble samples faster."
+
+
+@pytest.fixture(scope="module")
+def ensemble_server(committed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    server = Server({"SCORER_ARTIFACTS": str(committed_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_committed_ensembles_are_served_with_their_members_named(ensemble_server: Server) -> None:
+    assert SERVED, "no committed ensemble items"
+    for item_id, ensemble in SERVED.items():
+        info = httpx.get(f"{ensemble_server.url}/items/{item_id}").json()
+        assert info["combine"] == "mean_probabilities" and info["adapter_version"] == ensemble["version"]
+        assert len(info["members"]) == len(ensemble["members"])
+        scored = httpx.post(f"{ensemble_server.url}/score/{item_id}", json={"answer": ANSWER}).json()
+        assert scored["members"] == info["members"] and scored["adapter_version"] == ensemble["version"]
+        assert abs(sum(scored["probabilities"]) - 1) < 1e-4
+
+
+def test_fast_mode_serves_each_item_by_its_first_member(committed_artifacts: Path, tmp_path: Path) -> None:
+    server = Server({"SCORER_ARTIFACTS": str(committed_artifacts), "SCORER_ENSEMBLES": "false"},
+                    tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        for item_id, ensemble in SERVED.items():
+            scored = httpx.post(f"{server.url}/score/{item_id}", json={"answer": ANSWER}).json()
+            assert scored["adapter_version"] == ensemble["fast"]["version"]
+            assert scored["members"] == [f"{ensemble['fast']['adapter']}@{ensemble['fast']['version']}"]
+    finally:
+        server.stop()
+
+
+def _copy_with_broken_lexical_member(artifacts: Path, target: Path, item_id: str) -> None:
+    """The artifact folder by links, except the item's lexical member file, which is replaced by garbage."""
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    broken = next(m["file"] for m in manifest["items"][item_id]["members"] if m["format"] == "lexical")
+    for path in artifacts.rglob("*"):
+        if path.is_file():
+            copy = target / path.relative_to(artifacts)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if path.relative_to(artifacts).as_posix() == broken:
+                copy.write_bytes(b"not an onnx graph")
+            else:
+                os.symlink(path, copy)
+
+
+def test_a_member_that_fails_to_load_makes_the_item_unavailable(committed_artifacts: Path, tmp_path: Path) -> None:
+    item_id = next(item for item, ensemble in SERVED.items()
+                   if any(member["kind"] == "lexical" for member in ensemble["members"]))
+    other = next(item for item in SERVED if item != item_id)
+    _copy_with_broken_lexical_member(committed_artifacts, tmp_path, item_id)
+    backend = OnnxBackend(Settings(artifacts=tmp_path, threads=1))
+    broken, fine = score_now(backend, [AnswerRow(item_id, ANSWER), AnswerRow(other, ANSWER)])
+    # Never a silent fall-back to the members that did load: the row gets the item's error.
+    assert isinstance(broken, ItemUnavailable) and "cannot be loaded" in str(broken)
+    assert isinstance(fine, Scored) and len(fine.members) == len(SERVED[other]["members"])

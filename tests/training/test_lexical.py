@@ -1,0 +1,27 @@
+"""The lexical member: fitted by scikit-learn, shipped and run as ONNX (no scikit-learn at serving time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.lexical_runtime import LexicalHead
+from training.lexical import fit_lexical
+
+TRAIN = [("the acid dissolves the marble", 2), ("acid dissolves marble quickly", 2), ("marble and acid react", 2),
+         ("the rain is wet", 0), ("rain falls", 0), ("it is wet outside", 0),
+         ("the stone changes a bit", 1), ("stone changes in rain", 1), ("some change to the stone", 1)] * 3
+
+
+def test_onnx_graph_scores_in_class_order_without_sklearn() -> None:
+    model = fit_lexical([text for text, _ in TRAIN], [score for _, score in TRAIN], 3)
+    head = LexicalHead(model)
+    probabilities = head.probabilities(["acid dissolves the marble", "rain is wet", "Wärme und Säure"])
+    assert probabilities.shape == (3, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert probabilities[0].argmax() == 2 and probabilities[1].argmax() == 0
+    assert head.nbytes == len(model) > 0
+
+
+def test_every_class_must_be_seen() -> None:
+    with pytest.raises(ValueError, match="every class"):
+        fit_lexical(["a b", "c d"], [0, 2], 3)

@@ -1,0 +1,135 @@
+"""`python -m training ensemble`: build, choose and write one item's ensemble into adapters/ensembles/<item>/.
+
+ensemble.json names the chosen members (adapters by key and version, the lexical member by file and hash),
+their weights, the thresholds and review threshold of the combination, and every evaluated subset with the
+validation figures that chose it and its test figures (reported only). The exporter turns it into one
+served item; the item's own adapter (the first member) stays what the fast single-head mode serves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from core.ensemble import combine
+from core.fingerprints import fingerprint
+from training.artifacts import data_fingerprint
+from training.data import ItemData
+from training.ensemble import Choice, choose
+from training.ensemble_members import Candidate, adapter_candidate, item_adapters, lexical_candidate
+from training.lexical import CHAR_FEATURES, CHAR_NGRAMS, INVERSE_REGULARISATION, WORD_NGRAMS
+from training.pipeline import review_threshold
+
+ENSEMBLES = "ensembles"  # under the adapters folder
+ENSEMBLE_FILE = "ensemble.json"
+LEXICAL_FILE = "lexical.onnx"
+RECIPE = {"combine": "mean_probabilities", "weights": "equal", "selection": "5-fold cross-fitted validation QWK",
+          "lexical": {"word": WORD_NGRAMS, "char": CHAR_NGRAMS, "char_features": CHAR_FEATURES,
+                      "C": INVERSE_REGULARISATION}}
+
+
+def ensemble_folder(adapters: Path, item_id: str) -> Path:
+    return adapters / ENSEMBLES / item_id
+
+
+def read_ensemble(adapters: Path, item_id: str) -> dict[str, Any] | None:
+    path = ensemble_folder(adapters, item_id) / ENSEMBLE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def signature(choice: Choice) -> str:
+    """What kind of ensemble it is, the same for every item: "minilm-en+e5-multilingual+lexical"."""
+    return "+".join(member.backbone or member.kind for member in choice.members)
+
+
+def _summary(choice: Choice, truth: list[int], lexical_sha256: str) -> dict[str, Any]:
+    mixed_validation = combine([member.probabilities["validation"] for member in choice.members],
+                               [1.0] * len(choice.members))
+    return {"members": choice.names, "signature": signature(choice),
+            "entries": [_member_entry(member, lexical_sha256) for member in choice.members],
+            "crossfit_validation_qwk": round(choice.crossfit_qwk, 4),
+            "validation_qwk": round(choice.validation_qwk, 4), "test": choice.test,
+            "thresholds": choice.thresholds,
+            "review_threshold": review_threshold(mixed_validation, truth, choice.thresholds),
+            "trunk_runs": choice.trunk_runs, "head_runs": choice.head_runs}
+
+
+def apply_choice(ensemble: dict[str, Any], wanted: str | None = None) -> dict[str, Any]:
+    """Serve the candidate of kind `wanted` (None: the item's own best by cross-fitted validation QWK)."""
+    candidates = ensemble["candidates"]
+    chosen = next((c for c in candidates if c["signature"] == wanted), None) if wanted else None
+    if chosen is None:
+        chosen = max(candidates, key=lambda c: (c["crossfit_validation_qwk"], -len(c["members"])))
+    version = "ens-" + fingerprint({"built": ensemble["fingerprint"], "members": chosen["members"]})[:8]
+    return {**ensemble, "version": version, "members": chosen["entries"],
+            "decoding": {"thresholds": chosen["thresholds"]}, "review_threshold": chosen["review_threshold"],
+            "chosen": chosen, "selection": wanted or "per item"}
+
+
+def pooled_choice(ensembles: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
+    """The kind of ensemble with the best mean cross-fitted validation QWK over the items that all offer it.
+
+    One choice for all items rather than one per item: per item, ~170-400 validation answers pick among 4
+    subsets mostly by noise (on ASAP the per-item picks lost 0.008 mean test QWK against the pooled pick)."""
+    offered: dict[str, list[float]] = {}
+    for ensemble in ensembles:
+        for candidate in ensemble["candidates"]:
+            offered.setdefault(candidate["signature"], []).append(candidate["crossfit_validation_qwk"])
+    means = {kind: sum(values) / len(values) for kind, values in offered.items() if len(values) == len(ensembles)}
+    return max(means, key=lambda kind: means[kind]), means
+
+
+def write_ensemble(adapters: Path, ensemble: dict[str, Any]) -> None:
+    path = ensemble_folder(adapters, ensemble["item_id"]) / ENSEMBLE_FILE
+    path.write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
+
+
+def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
+    if member.record is not None:
+        return {"kind": "adapter", "adapter": member.record.item_id, "version": member.record.version,
+                "backbone": member.backbone, "weight": 1.0}
+    return {"kind": "lexical", "file": LEXICAL_FILE, "sha256": lexical_sha256, "weight": 1.0}
+
+
+def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
+                   force: bool = False) -> tuple[dict[str, Any], bool]:
+    """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
+    ones it was built from."""
+    records = item_adapters(adapters, item.item_id)
+    if not records:
+        raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
+    key = fingerprint({"data": data_fingerprint(item.splits()), "recipe": RECIPE, "lexical": lexical,
+                       "max_trunks": max_trunks, "members": [[r.item_id, r.version, r.config.get("fingerprint")]
+                                                             for r in records]})
+    existing = read_ensemble(adapters, item.item_id)
+    if existing is not None and existing.get("fingerprint") == key and not force:
+        return existing, False
+    started = time.perf_counter()
+    candidates = [adapter_candidate(record, item) for record in records]
+    if lexical:
+        candidates.append(lexical_candidate(item))
+    low = item.score_range.low
+    truth = {split: [score - low for _, score in getattr(item, split)] for split in ("validation", "test")}
+    _, evaluated = choose(candidates, truth, max_trunks)
+    folder = ensemble_folder(adapters, item.item_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    lexical_sha256 = ""
+    for member in candidates:
+        if member.kind == "lexical":  # kept whether chosen or not: a pooled choice may pick it later
+            (folder / LEXICAL_FILE).write_bytes(member.onnx)
+            lexical_sha256 = hashlib.sha256(member.onnx).hexdigest()
+    primary = records[0]
+    ensemble = apply_choice({
+        "item_id": item.item_id, "fingerprint": key,
+        "labels": item.score_range.labels, "score_range": {"low": low, "high": item.score_range.high},
+        "combine": "mean_probabilities", "fast": {"adapter": primary.item_id, "version": primary.version},
+        "candidates": [_summary(choice, truth["validation"], lexical_sha256) for choice in evaluated],
+        "recipe": RECIPE, "max_trunks": max_trunks,
+        "sizes": {name: len(rows) for name, rows in item.splits().items()},
+        "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
+                    "total": round(time.perf_counter() - started, 2)},
+    })
+    write_ensemble(adapters, ensemble)
+    return ensemble, True
