@@ -54,6 +54,10 @@ class OnnxBackend:
         self.artifacts = artifacts or load_artifacts(settings.artifacts, self.fast)
         self.threads = settings.threads or os.cpu_count() or 1
         self.device = pick_device(settings.device)
+        if self.device == "cuda" and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu with the nvidia-* wheels finds CUDA and cuDNN only after this; without it the
+            # sessions fall back to the CPU (and load_trunk refuses). CUDA base images need no preload.
+            ort.preload_dlls()
         # One trunk per backbone, loaded once; every item of that backbone shares it.
         self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device)
         self.cache = HeadCache(self._load_member, settings.cache_bytes, set(settings.pin_items))

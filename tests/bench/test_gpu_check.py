@@ -82,9 +82,9 @@ def test_cpu_smoke_writes_every_field(exported: Path, tmp_path: Path, capsys: py
 
 def test_cuda_provider_options_reach_cuda_sessions_only() -> None:
     """The fp32-without-TF32 figures of a GPU run: CUDA sessions made inside get the options, CPU ones not."""
-    with cuda_provider_options({"use_tf32": "0"}):
+    with cuda_provider_options({"use_tf32": "1"}):
         chosen: list[Any] = list(onnx_runtime.providers("cuda"))
-        assert chosen[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+        assert chosen[0] == ("CUDAExecutionProvider", {"use_tf32": "1"})
         assert onnx_runtime.providers("cpu") == ["CPUExecutionProvider"]
     assert onnx_runtime.providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -102,7 +102,7 @@ def test_a_cuda_run_reports_fp16_first_and_judges_the_goals() -> None:
     from bench.gpu_report import assemble, table
 
     blocks = {"fp32": _block(9_000, 12.0, 2e-3, 0.80, 700.0), "fp16": _block(25_000, 6.0, 8e-3, 0.79, 500.0),
-              "fp32_tf32_off": _block(7_000, 14.0, 1e-5, 0.80, None)}
+              "fp32_tf32_on": _block(7_000, 14.0, 1e-5, 0.80, None)}
     manifest = {"items": {"asap-01": {"qwk": {"test": {"qwk_onnx": 0.80}, "validation": {"qwk_onnx": 0.81}}}}}
     result = assemble({"device": "NVIDIA H100 80GB HBM3", "device_kind": "cuda", "smoke": False, "errors": [],
                        "onnxruntime": {"version": "1.31.1"}}, blocks, "fp16", "cuda", manifest, whole_splits=True)
@@ -114,4 +114,4 @@ def test_a_cuda_run_reports_fp16_first_and_judges_the_goals() -> None:
     assert result["fp16_mean_qwk_change_vs_fp32"]["validation"] == pytest.approx(-0.01)
     assert result["by_precision"]["fp32"]["qwk_minus_export_cpu"]["asap-01"]["validation"] == pytest.approx(-0.01)
     printed = table(result)
-    assert "NVIDIA H100" in printed and "fp32_tf32_off" in printed and "25,000" in printed
+    assert "NVIDIA H100" in printed and "fp32_tf32_on" in printed and "25,000" in printed
