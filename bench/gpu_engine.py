@@ -77,8 +77,8 @@ def make_engine(folder: Path, device: Device, precision: Precision, threads: int
 
 @contextmanager
 def cuda_provider_options(options: dict[str, str]) -> Iterator[None]:
-    """CUDA sessions made inside get these CUDA execution provider options (core.onnx_runtime.providers gives
-    none): what a change of the service's providers would bring, measured before it is made."""
+    """CUDA sessions made inside get these CUDA execution provider options instead of the service's own
+    (core.onnx_runtime.providers: fp32 without TF32): what another choice would bring, measured."""
     original = onnx_runtime.providers
 
     def providers(device: str) -> list[Any]:

@@ -17,6 +17,7 @@ from training.add_item import DEFAULT_COLUMNS, load_item_file
 from training.artifacts import accept_version
 from training.backbones import adapter_key
 from training.data import Columns, DataError, ScoreRange
+from training.ensemble_build import apply_choice, build_ensemble, write_ensemble
 from training.pipeline import QualityRefused, train_adapter
 from training.recipes import Recipe, recipe_config
 from training.trainer import TrainConfig
@@ -24,10 +25,14 @@ from training.trainer import TrainConfig
 
 def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
              config: TrainConfig, min_test_qwk: float, columns: Columns = DEFAULT_COLUMNS,
-             backbone: str = "minilm-en", recipe: Recipe = "auto", accept: str | None = None) -> dict[str, object]:
+             backbone: str = "minilm-en", recipe: Recipe = "auto", accept: str | None = None,
+             lexical: bool = True) -> dict[str, object]:
     """Validate, split, train (with the recipe for the item's size), evaluate, write adapters/<id>/vN and
-    export its head. `accept`: serve that already trained version (a refused candidate) instead of training.
-    Returns a summary."""
+    export it. `accept`: serve that already trained version (a refused candidate) instead of training.
+    `lexical`: serve the adapter with the lexical member (averaged probabilities, thresholds tuned on the
+    item's validation answers): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
+    (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items. Returns a
+    summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
     started = time.perf_counter()
@@ -37,6 +42,11 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     else:
         config = recipe_config(item, config, recipe)
         adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
+    if lexical:
+        built, _ = build_ensemble(item, adapters, max_trunks=1, force=True,
+                                  backbone_folder=backbone if Path(backbone).is_dir() else None)
+        wanted = f"{adapter['backbone']['name']}+lexical"
+        write_ensemble(adapters, apply_choice(built, wanted if len(built["candidates"]) > 1 else None))
     trained = time.perf_counter() - started
     key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
     low = item.score_range.low
@@ -47,10 +57,14 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
                                         backbone=backbone if Path(backbone).is_dir() else None,
                                         backbones=(str(adapter["backbone"]["name"]),)))
     entry = manifest["items"][key]
-    return {"item_id": key, "version": adapter["version"], "score_range": str(item.score_range),
+    return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
+            "members": [member.get("source", key) for member in entry.get("members", [])],
+            "score_range": str(item.score_range),
             "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "class_weighted", "decoding")},
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
-            "test_qwk": entry["qwk"]["test"]["qwk_onnx"], "max_abs_logit_diff": entry["max_abs_logit_diff"],
+            "test_qwk": entry["qwk"]["test"]["qwk_onnx"],
+            "test_qwk_adapter_alone": entry.get("fast", entry)["qwk"]["test"]["qwk_onnx"],
+            "max_abs_logit_diff": entry.get("fast", entry)["max_abs_logit_diff"],
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
 
 
@@ -60,7 +74,7 @@ def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
     columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
     try:
         summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept)
+                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept, args.lexical)
     except QualityRefused as exc:
         print(f"\nrefused: {exc}", file=sys.stderr)  # on its own line, after the progress bar
         return 3

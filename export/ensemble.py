@@ -7,6 +7,7 @@ The combination is checked through ONNX Runtime as served: on the golden answers
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,7 +25,7 @@ from core.manifest import HISTORY_KEPT, LEXICAL_FORMAT, Member, backbone_files, 
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, TextEncoder, load_session, trunk_head_logits
 from export.options import ExportOptions
 from export.validate import ValidationError
-from training.ensemble_build import ENSEMBLE_FILE, ensemble_folder, read_ensemble
+from training.ensemble_build import ENSEMBLE_FILE, ensemble_folder
 from training.metrics import quadratic_weighted_kappa
 
 TextsOf = Callable[[str], dict[str, tuple[list[str], list[int]]]]
@@ -41,11 +42,17 @@ def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: Expo
                     texts_of: TextsOf) -> None:
     """Turn each item with a chosen multi-member ensemble into an ensemble entry, in place.
     texts_of(item_id) -> {split: (texts, 0-based labels)} where the item's answers are at hand."""
-    for item_id in sorted(manifest["items"]):
-        ensemble = read_ensemble(options.adapters, item_id)
-        if ensemble is None or len(ensemble["members"]) < 2:
+    for path in sorted((options.adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}")):
+        ensemble = json.loads(path.read_text())
+        item_id = str(ensemble["fast"]["adapter"])  # served under its first member's key (asap-01, x-e5)
+        if len(ensemble["members"]) < 2 or item_id not in manifest["items"]:
             continue
         single = manifest["items"][item_id]
+        if single["version"] != ensemble["fast"]["version"]:
+            # The adapter was retrained after its ensemble was chosen: the ensemble is stale, never served.
+            options.log(f"{item_id}: its ensemble was built on {ensemble['fast']['version']}, not "
+                        f"{single['version']}; served by its own head until `training ensemble` rebuilds it")
+            continue
         missing = [f"{m['adapter']}@{m['version']}" for m in ensemble["members"] if m["kind"] == "adapter"
                    and manifest["items"].get(m["adapter"], {}).get("version") != m["version"]]
         if missing:
@@ -72,8 +79,8 @@ def _files_present(out: Path, entry: dict[str, Any]) -> bool:
     return all((out / member["file"]).is_file() for member in entry.get("members", []))
 
 
-def _lexical_member(item_id: str, member: dict[str, Any], options: ExportOptions) -> Member:
-    source = ensemble_folder(options.adapters, item_id) / member["file"]
+def _lexical_member(item_id: str, folder: Path, member: dict[str, Any], options: ExportOptions) -> Member:
+    source = folder / member["file"]
     if file_sha256(source) != member["sha256"]:
         raise ValidationError(f"{item_id}: {source} does not match the hash in its {ENSEMBLE_FILE}")
     target = options.out / "items" / item_id / f"lexical-{member['sha256'][:12]}.onnx"
@@ -90,7 +97,8 @@ def _ensemble_entry(item_id: str, ensemble: dict[str, Any], member_entries: list
     members: list[Member] = []
     for chosen, entry in zip(ensemble["members"], member_entries, strict=True):
         if chosen["kind"] == "lexical":
-            lexical = _lexical_member(item_id, chosen, options)
+            lexical = _lexical_member(item_id, ensemble_folder(options.adapters, ensemble["item_id"]), chosen,
+                                      options)
             golden = LexicalHead(lexical.path).probabilities(golden_texts).round(6).tolist()
             members.append(replace(lexical, source=f"lexical@{ensemble['version']}", golden=golden))
             continue

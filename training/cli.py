@@ -256,6 +256,9 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     add.add_argument("--adapters", default=str(ADAPTERS), help="adapter folder (default: adapters/)")
     add.add_argument("--out", default=str(REPO / "build" / "onnx"), help="artifact folder to export into")
     add.add_argument("--backbone", default=DEFAULT_BACKBONE, help="minilm-en (English) or e5-multilingual")
+    add.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
+                     help="serve the adapter together with a word + char n-gram model of the item (default; "
+                          "seconds more); --no-lexical: the adapter alone")
     _add_train_options(add)
     add.set_defaults(func=_add_item_command(add_item))
 

@@ -19,6 +19,7 @@ from core.ensemble import combine
 from training.decoding import tune_thresholds
 from training.ensemble_members import Candidate
 from training.metrics import evaluate, quadratic_weighted_kappa
+from training.recipes import TUNE_MIN_VALIDATION
 
 FOLDS = 5
 # The default CPU budget: trunk runs per answer (each backbone's trunk is one run whatever the heads on it).
@@ -73,8 +74,14 @@ def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
                     fold: NDArray[np.int64]) -> Choice:
     weights = [1.0] * len(members)
     mixed = {split: combine([member.probabilities[split] for member in members], weights) for split in truth}
-    thresholds, validation_qwk = tune_thresholds(mixed["validation"], truth["validation"])
     classes = list(range(mixed["validation"].shape[1]))
+    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule: cuts tuned on a few dozen overfit
+        thresholds = [k + 0.5 for k in range(len(classes) - 1)]
+        validation_qwk = quadratic_weighted_kappa(truth["validation"], list(decode(mixed["validation"], thresholds)),
+                                                  classes)
+        return Choice(members, validation_qwk, thresholds, validation_qwk,
+                      evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes))
+    thresholds, validation_qwk = tune_thresholds(mixed["validation"], truth["validation"])
     test = evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes)
     return Choice(members, crossfit_qwk(mixed["validation"], truth["validation"], fold), thresholds,
                   validation_qwk, test)

@@ -94,9 +94,9 @@ def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
 
 
 def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
-                   force: bool = False) -> tuple[dict[str, Any], bool]:
+                   force: bool = False, backbone_folder: str | None = None) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
-    ones it was built from."""
+    ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served."""
     records = item_adapters(adapters, item.item_id)
     if not records:
         raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
@@ -107,9 +107,13 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     if existing is not None and existing.get("fingerprint") == key and not force:
         return existing, False
     started = time.perf_counter()
-    candidates = [adapter_candidate(record, item) for record in records]
+    candidates = [adapter_candidate(record, item, backbone_folder) for record in records]
+    skipped = ""
     if lexical:
-        candidates.append(lexical_candidate(item))
+        try:
+            candidates.append(lexical_candidate(item))
+        except ValueError as exc:  # a class missing from the training answers: the adapter serves alone
+            skipped = str(exc)
     low = item.score_range.low
     truth = {split: [score - low for _, score in getattr(item, split)] for split in ("validation", "test")}
     _, evaluated = choose(candidates, truth, max_trunks)
@@ -126,7 +130,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
         "labels": item.score_range.labels, "score_range": {"low": low, "high": item.score_range.high},
         "combine": "mean_probabilities", "fast": {"adapter": primary.item_id, "version": primary.version},
         "candidates": [_summary(choice, truth["validation"], lexical_sha256) for choice in evaluated],
-        "recipe": RECIPE, "max_trunks": max_trunks,
+        "recipe": RECIPE, "max_trunks": max_trunks, "lexical_skipped": skipped,
         "sizes": {name: len(rows) for name, rows in item.splits().items()},
         "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
                     "total": round(time.perf_counter() - started, 2)},

@@ -46,17 +46,19 @@ def item_adapters(root: Path, source_item: str) -> list[AdapterRecord]:
     return sorted(records, key=lambda record: (record.item_id != source_item, record.item_id))
 
 
-def adapter_candidate(record: AdapterRecord, item: ItemData) -> Candidate:
+def adapter_candidate(record: AdapterRecord, item: ItemData, backbone_folder: str | None = None) -> Candidate:
+    """backbone_folder: a local backbone folder instead of the record's registered name (tests)."""
     import time
 
     started = time.perf_counter()
-    backbone = resolve_backbone(str(record.config["backbone"]["name"]))
+    backbone = resolve_backbone(backbone_folder or str(record.config["backbone"]["name"]))
     model = adapter_model(record, backbone.path)
     encoded = encode_item(item, backbone)
     probabilities = {split: predict_proba(model, FeatureSource(model, encoded[split][0], cache_trunk=False,
                                                                batch_size=32), 32)
                      for split in SCORED_SPLITS}
-    return Candidate(f"{record.item_id}@{record.version}", "adapter", backbone.spec.name, probabilities,
+    return Candidate(f"{record.item_id}@{record.version}", "adapter", str(record.config["backbone"]["name"]),
+                     probabilities,
                      record=record, seconds=time.perf_counter() - started)
 
 

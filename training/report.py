@@ -10,7 +10,10 @@ from scipy.stats import ttest_rel
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
 from training.report_data import ItemResult, Json, load_items, other_backbones, read_json
+from training.report_ensembles import ensemble_section
 from training.report_plots import plot_confusions, plot_curves, plot_qwk
+
+REPO = Path(__file__).resolve().parents[1]
 
 DASH = "–"
 
@@ -163,6 +166,7 @@ def _reproduce_section() -> list[str]:
             "python -m training train --items all", "python -m training baseline --items all",
             "python -m training --threads 2 train --backbone e5-multilingual --items all",
             "python -m training sweep --items asap-01 asap-05 --variants 0:all-linear:2e-3 3:all-linear:2e-3",
+            "python -m training ensemble --items all",
             "python -m training.decoding_study", "python -m training report", "```"]
 
 
@@ -179,7 +183,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
-        _time_section(items),
+        ensemble_section(items, adapters, REPO / "bench" / "results"), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",

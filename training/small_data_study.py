@@ -30,6 +30,7 @@ from training.trainer import TrainConfig
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 RESULTS = REPORTS / "small_data.json"
 RECIPES = ("standard", "small")
+WITH_LEXICAL = "small+lexical"  # the small recipe's adapter with the lexical member (add-item's default)
 
 
 def sample(item: ItemData, size: int, seed: int) -> ItemData:
@@ -53,6 +54,28 @@ def tfidf_qwk(item: ItemData) -> float:
     return quadratic_weighted_kappa([score for _, score in item.test], list(predicted), item.score_range.labels)
 
 
+def with_lexical(item: ItemData, backbone: Any, seed: int, desc: str) -> dict[str, Any]:
+    """The small recipe's adapter and the lexical member (fitted on the sample's training answers), combined
+    and decoded exactly as add-item's ensemble step does (training/ensemble.py)."""
+    from training.ensemble import evaluate_subset, folds_of
+    from training.ensemble_members import SCORED_SPLITS, Candidate, lexical_candidate
+    from training.pipeline import encode_item
+    from training.trainer import FeatureSource, predict_proba
+
+    config = recipe_config(item, TrainConfig(split_layer=3, seed=seed), "small")
+    result = run_training(item, backbone, config, desc)
+    encoded = encode_item(item, backbone)
+    adapter = Candidate("adapter", "adapter", backbone.spec.name, {
+        split: predict_proba(result.model, FeatureSource(result.model, encoded[split][0], cache_trunk=False,
+                                                         batch_size=32), 32) for split in SCORED_SPLITS})
+    low = item.score_range.low
+    truth = {split: [score - low for _, score in getattr(item, split)] for split in SCORED_SPLITS}
+    choice = evaluate_subset((adapter, lexical_candidate(item, seed)), truth, folds_of(truth["validation"], seed))
+    confusion = np.asarray(choice.test["confusion"])
+    return {"test_qwk": float(choice.test["qwk"]),  # type: ignore[arg-type]
+            "distinct_predictions": int((confusion.sum(axis=0) > 0).sum())}
+
+
 def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     backbone = resolve_backbone("minilm-en")
@@ -60,13 +83,15 @@ def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
     for item_id, size, seed in tqdm(plan, desc="small-data study", unit="sample"):
         full = load_asap_item(item_id)
         small = sample(full, size, seed)
-        for recipe in (*RECIPES, "tfidf"):
+        for recipe in (*RECIPES, "tfidf", WITH_LEXICAL):
             key = f"{item_id}|{size}|{seed}|{recipe}"
             if key in results:
                 continue
             started = time.perf_counter()
             if recipe == "tfidf":
                 outcome: dict[str, Any] = {"test_qwk": tfidf_qwk(small)}
+            elif recipe == WITH_LEXICAL:
+                outcome = with_lexical(small, backbone, seed, key)
             else:
                 config = recipe_config(small, TrainConfig(split_layer=3, seed=seed), recipe)  # type: ignore[arg-type]
                 result = run_training(small, backbone, config, key)
@@ -81,28 +106,35 @@ def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    """Per size: mean test QWK of each recipe and the paired difference small − TF-IDF with a 95 % t CI."""
+    """Per size: mean test QWK of each recipe and the paired differences against TF-IDF with 95 % t CIs."""
+    models = (*RECIPES, WITH_LEXICAL)
     runs: dict[tuple[str, int, int], dict[str, float]] = {}
-    collapsed = {recipe: 0 for recipe in RECIPES}
+    collapsed = dict.fromkeys(models, 0)
     for key, value in results.items():
         item_id, size_text, seed_text, recipe = key.split("|")
         runs.setdefault((item_id, int(size_text), int(seed_text)), {})[recipe] = value["test_qwk"]
         if recipe in collapsed and value.get("distinct_predictions", 2) < 2:
             collapsed[recipe] += 1
-    lines = ["| answers | samples | standard | small-item recipe | TF-IDF + LR | small − TF-IDF (95 % CI) |",
-             "|---:|---:|---:|---:|---:|---|"]
-    for size in sorted({answers for _, answers, _ in runs}):
-        complete = [value for (_, answers, _), value in runs.items() if answers == size and len(value) == 3]
-        if not complete:
-            continue
-        means = {name: float(np.mean([value[name] for value in complete])) for name in (*RECIPES, "tfidf")}
-        differences = np.array([value["small"] - value["tfidf"] for value in complete])
+
+    def interval(differences: np.ndarray) -> str:
         half = (float(stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences)))
                 if len(differences) > 1 else float("nan"))
+        return f"{differences.mean():+.3f} ± {half:.3f}"
+
+    lines = ["| answers | samples | standard | small-item recipe | small + lexical | TF-IDF + LR "
+             "| small − TF-IDF (95 % CI) | small + lexical − TF-IDF (95 % CI) |",
+             "|---:|---:|---:|---:|---:|---:|---|---|"]
+    for size in sorted({answers for _, answers, _ in runs}):
+        complete = [value for (_, answers, _), value in runs.items() if answers == size and len(value) == 4]
+        if not complete:
+            continue
+        means = {name: float(np.mean([value[name] for value in complete])) for name in (*models, "tfidf")}
         lines.append(f"| {size} | {len(complete)} | {means['standard']:.3f} | {means['small']:.3f} | "
-                     f"{means['tfidf']:.3f} | {differences.mean():+.3f} ± {half:.3f} |")
-    lines += ["", f"Runs that predicted a single score on the whole test set: standard {collapsed['standard']}, "
-              f"small-item recipe {collapsed['small']}."]
+                     f"{means[WITH_LEXICAL]:.3f} | {means['tfidf']:.3f} | "
+                     f"{interval(np.array([v['small'] - v['tfidf'] for v in complete]))} | "
+                     f"{interval(np.array([v[WITH_LEXICAL] - v['tfidf'] for v in complete]))} |")
+    lines += ["", "Runs that predicted a single score on the whole test set: "
+              + ", ".join(f"{name} {count}" for name, count in collapsed.items()) + "."]
     return lines
 
 
@@ -113,7 +145,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    for number, recipe in enumerate((*RECIPES, "tfidf")):
+    for number, recipe in enumerate((*RECIPES, "tfidf", WITH_LEXICAL)):
         points = sorted((int(key.split("|")[1]), value["test_qwk"]) for key, value in results.items()
                         if key.endswith(f"|{recipe}"))
         sizes = sorted({size for size, _ in points})
@@ -137,6 +169,9 @@ def write_report(results: dict[str, Any]) -> Path:
     path = REPORTS / "small_data.md"
     path.write_text("\n".join([
         "# Small items: the small-item recipe against the standard one and a TF-IDF reference", "",
+        "small + lexical is what add-item serves by default: the small recipe's adapter and the lexical member "
+        "(word + char n-gram logistic regression on the sample's training answers), probabilities averaged, "
+        "decoded as training/ensemble.py decodes (fixed cuts below 100 validation answers).", "",
         f"ASAP items {', '.join(items)}; seeds {seeds}; MiniLM, LoRA S=3. Each sample of N answers is split "
         "90/10 into train and validation as add-item does; every model is scored on the item's whole standard "
         "test set. Generated by `python -m training.small_data_study` from reports/small_data.json.", "",

@@ -81,12 +81,13 @@ def test_cpu_smoke_writes_every_field(exported: Path, tmp_path: Path, capsys: py
 
 
 def test_cuda_provider_options_reach_cuda_sessions_only() -> None:
-    """The fp32-without-TF32 figures of a GPU run: CUDA sessions made inside get the options, CPU ones not."""
+    """The fp32-with-TF32 figures of a GPU run: CUDA sessions made inside get the options, CPU ones not."""
     with cuda_provider_options({"use_tf32": "1"}):
         chosen: list[Any] = list(onnx_runtime.providers("cuda"))
         assert chosen[0] == ("CUDAExecutionProvider", {"use_tf32": "1"})
         assert onnx_runtime.providers("cpu") == ["CPUExecutionProvider"]
-    assert onnx_runtime.providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    # the service's own: fp32 without TF32
+    assert onnx_runtime.providers("cuda") == [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
 
 
 def _block(answers_per_s: float, p99_ms: float, diff: float, qwk: float, memory_mb: float | None) -> dict[str, Any]:
