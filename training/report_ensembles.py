@@ -128,6 +128,6 @@ def _service_lines(fast: Json | None, served: Json | None, items: list[ItemResul
         lines.append(f"- ensemble − full fine-tuning of MiniLM: {np.mean([a - b for a, b in paired]):+.3f} "
                      f"(paired t-test over {len(paired)} items, t = {float(result.statistic):.2f}, "
                      f"p = {float(result.pvalue):.3g})")
-    rows = [[item_id, _fmt(values[0]), f"[{values[1]:+.3f}, {values[2]:+.3f}]"]
+    rows = [[item_id, f"{values[0]:+.3f}", f"[{values[1]:+.3f}, {values[2]:+.3f}]"]
             for item_id, values in per_item.items()]
     return [*lines, "", *_table(["item", "ensemble − single", "95 % interval"], rows)]
