@@ -132,8 +132,9 @@ def _ensemble_entry(item_id: str, ensemble: dict[str, Any], member_entries: list
         thresholds=thresholds, review_threshold=float(ensemble["review_threshold"]), golden_texts=golden_texts,
         golden_probabilities=golden.round(6).tolist(),
         model_card={**single.get("model_card", {}), "test_qwk": ensemble["chosen"]["test"]["qwk"],
-                    "ensemble": {"members": [m.source for m in members], "chosen": ensemble["chosen"],
-                                 "recipe": ensemble["recipe"]}},
+                    "ensemble": {"members": [m.source for m in members], "selection": ensemble.get("selection"),
+                                 **{name: ensemble["chosen"][name] for name in
+                                    ("crossfit_validation_qwk", "validation_qwk", "trunk_runs", "head_runs")}}},
         check={"validation": "full" if len(checked) == 2 else "golden",
                "validated_on": {name: value["n"] for name, value in checked.items()} | {"golden": len(golden_texts)},
                "qwk": checked, "members_checked": "each head against PyTorch at its own export"},
