@@ -112,7 +112,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     if lexical:
         try:
             candidates.append(lexical_candidate(item))
-        except ValueError as exc:  # a class missing from the training answers: the adapter serves alone
+        except ValueError as exc:  # one score only in the training answers: the adapter serves alone
             skipped = str(exc)
     low = item.score_range.low
     truth = {split: [score - low for _, score in getattr(item, split)] for split in ("validation", "test")}

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.lexical_runtime import INPUT_NAME
+import numpy as np
+
+from core.lexical_runtime import INPUT_NAME, PROBABILITIES_OUTPUT
 
 # The n-gram ranges of the small-item reference (reports/small_data.md); min_df 2 drops the one-off typos
 # that make most of the vocabulary and the file size; the character vocabulary is capped for size (~1.5 MB).
@@ -38,10 +40,8 @@ def fit_lexical(texts: Sequence[str], classes: Sequence[int], num_labels: int, s
     from sklearn.pipeline import make_pipeline, make_union
 
     present = sorted(set(classes))
-    if present != list(range(num_labels)):
-        # LogisticRegression only knows the classes it saw; the served vector must cover the whole range.
-        raise ValueError(f"the lexical member needs every class in its training answers; saw {present} of "
-                         f"{num_labels}")
+    if len(present) < 2:
+        raise ValueError(f"the lexical member needs at least two scores in its training answers; saw {present}")
     word = TfidfVectorizer(ngram_range=WORD_NGRAMS, sublinear_tf=True, min_df=2, token_pattern=WORD_PATTERN_SKLEARN)
     char = TfidfVectorizer(analyzer="char", ngram_range=CHAR_NGRAMS, sublinear_tf=True, min_df=2,
                            max_features=CHAR_FEATURES)
@@ -53,4 +53,23 @@ def fit_lexical(texts: Sequence[str], classes: Sequence[int], num_labels: int, s
                                id(char): {"locale": LOCALE}}
     graph = to_onnx(model, initial_types=[(INPUT_NAME, StringTensorType([None, 1]))], options=options,
                     target_opset={"": 17, "ai.onnx.ml": 3})
+    if present != list(range(num_labels)):
+        widen(graph, present, num_labels)
     return bytes(graph.SerializeToString())
+
+
+def widen(graph: Any, present: list[int], num_labels: int) -> None:
+    """LogisticRegression knows only the scores it saw (a rare top score can be missing from a small item's
+    training answers); the served vector must cover the whole range: probabilities @ a 0/1 placement matrix,
+    exact (products with 1, sums with 0), zero for the unseen scores."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    placement = np.zeros((len(present), num_labels), dtype=np.float32)
+    placement[np.arange(len(present)), present] = 1.0
+    output = graph.graph.output[PROBABILITIES_OUTPUT]
+    narrow = output.name
+    graph.graph.initializer.append(numpy_helper.from_array(placement, "score_placement"))
+    graph.graph.node.append(helper.make_node("MatMul", [narrow, "score_placement"], ["probabilities_all_scores"]))
+    graph.graph.output.remove(output)
+    graph.graph.output.insert(PROBABILITIES_OUTPUT, helper.make_tensor_value_info(
+        "probabilities_all_scores", TensorProto.FLOAT, [None, num_labels]))

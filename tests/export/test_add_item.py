@@ -22,7 +22,7 @@ FAST = TrainConfig(split_layer=1, max_epochs=2, batch_size=16, learning_rate=5e-
 
 def write_item_file(path: Path, rows: int = 150) -> Path:
     """Real ASAP answers of item 1, relabelled as a new item (no split column: add-item splits)."""
-    answers = load_asap_item("asap-01").train[:rows]
+    answers = load_asap_item("asap-01").train[::7][:rows]  # every score, not only the first rows' 0s
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["answer", "score"])

@@ -22,6 +22,13 @@ def test_onnx_graph_scores_in_class_order_without_sklearn() -> None:
     assert head.nbytes == len(model) > 0
 
 
-def test_every_class_must_be_seen() -> None:
-    with pytest.raises(ValueError, match="every class"):
-        fit_lexical(["a b", "c d"], [0, 2], 3)
+def test_a_score_missing_from_training_gets_probability_zero() -> None:
+    model = fit_lexical([text for text, _ in TRAIN], [2 if score == 2 else 0 for _, score in TRAIN], 4)
+    probabilities = LexicalHead(model).probabilities(["acid dissolves the marble", "rain is wet"])
+    assert probabilities.shape == (2, 4) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities[:, [1, 3]] == 0).all() and probabilities[0].argmax() == 2
+
+
+def test_one_score_is_not_enough() -> None:
+    with pytest.raises(ValueError, match="at least two scores"):
+        fit_lexical(["a b", "c d"], [1, 1], 3)
