@@ -50,6 +50,7 @@ class MemberRuns:
         self.review_threshold = review_threshold
 
     def score(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> list[Outcome]:
+        items = dict(items)  # one snapshot: a reload swapping an item mid-call cannot split its rows
         outcomes: dict[int, Outcome] = {}
         specs: dict[int, ItemSpec] = {}  # the version each row is scored with, fixed here (reloads swap items)
         on_trunk: dict[str, list[tuple[int, int]]] = defaultdict(list)  # backbone -> (row, member index)
@@ -93,10 +94,11 @@ class MemberRuns:
             for position, index in enumerate(chunk):
                 for member_index in members_of[index]:
                     groups[(specs[index].item_id, member_index)].append(position)
-            for (_, member_index), positions in groups.items():
+            for (_, member_index), group in groups.items():
+                positions = [position for position in group if chunk[position] not in outcomes]
+                if not positions:
+                    continue  # an earlier member of these rows failed: they carry its error
                 indices = [chunk[position] for position in positions]
-                if any(index in outcomes for index in indices):
-                    continue  # an earlier member of these rows failed
                 started = time.perf_counter()
                 try:
                     head = self.cache.get(specs[indices[0]], member_index)
@@ -133,9 +135,13 @@ class MemberRuns:
     def _combine(self, rows: list[PreparedRow], specs: dict[int, ItemSpec],
                  parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
         by_item: dict[str, list[int]] = defaultdict(list)
-        for index in specs:
-            if index not in outcomes:
-                by_item[specs[index].item_id].append(index)
+        for index, spec in specs.items():
+            if index in outcomes:
+                continue
+            if len(parts[index]) != len(spec.serving_members):  # never scored by fewer members than it names
+                outcomes[index] = ItemUnavailable(f"item {spec.item_id!r}: a member did not score the answer")
+                continue
+            by_item[spec.item_id].append(index)
         for indices in by_item.values():
             spec = specs[indices[0]]
             members = spec.serving_members
