@@ -17,10 +17,12 @@ from training.add_item import DEFAULT_COLUMNS, load_item_file
 from training.artifacts import accept_version
 from training.backbones import adapter_key
 from training.data import Columns, DataError, ScoreRange
-from training.ensemble_build import apply_choice, build_ensemble, write_ensemble
+from training.ensemble_build import ENSEMBLES, apply_choice, build_ensemble, write_ensemble
 from training.pipeline import QualityRefused, train_adapter
 from training.recipes import Recipe, recipe_config
 from training.trainer import TrainConfig
+
+RESERVED_IDS = {ENSEMBLES, "backbones"}  # folders of adapters/ that are not items
 
 
 def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
@@ -35,6 +37,8 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
+    if item_id in RESERVED_IDS:
+        raise DataError(data, None, f"item id {item_id!r} is reserved (adapters/{item_id}/ holds other files)")
     started = time.perf_counter()
     item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
     if accept is not None:

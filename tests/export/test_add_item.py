@@ -91,6 +91,8 @@ def test_bad_item_id_and_bad_file(tiny_backbone: Path, tmp_path: Path) -> None:
     data = write_item_file(tmp_path / "new.csv", rows=30)
     with pytest.raises(DataError, match="slug"):
         add_item("../etc", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone))
+    with pytest.raises(DataError, match="reserved"):
+        add_item("ensembles", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone))
     bad = tmp_path / "bad.csv"
     bad.write_text("answer,score\nfine,1\nnot fine,9\n")
     with pytest.raises(DataError, match=r"row 3.*outside the declared range"):
