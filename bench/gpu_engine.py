@@ -62,11 +62,13 @@ def with_variant(artifacts: Artifacts, variant: Precision) -> tuple[Artifacts, d
 def make_engine(folder: Path, device: Device, precision: Precision, threads: int,
                 max_batch_rows: int = 256) -> tuple[OnnxBackend, dict[str, object]]:
     """The engine over `folder`, warmed up, every head cached on first use and never evicted."""
-    artifacts = load_artifacts(folder)
+    # Single heads (ensemble items by their first member, as SCORER_ENSEMBLES=false serves them): precisions
+    # are compared head for head, and the golden logits are the heads' own.
+    artifacts = load_artifacts(folder, fast=True)
     facts: dict[str, object] = {}
     if precision != "fp32":
         artifacts, facts = with_variant(artifacts, precision)
-    settings = Settings(artifacts=folder, device=device, precision=precision, threads=threads,
+    settings = Settings(artifacts=folder, device=device, precision=precision, threads=threads, ensembles=False,
                         cache_bytes=1 << 40, max_batch_rows=max_batch_rows)
     backend = OnnxBackend(settings, artifacts)
     backend.warm_up()

@@ -57,7 +57,8 @@ def vs_export(qwk: dict[str, dict[str, float]], manifest: dict[str, Any]) -> dic
     device's kernels change scores."""
     out: dict[str, dict[str, float]] = {}
     for item, splits in qwk.items():
-        exported = manifest["items"].get(item, {}).get("qwk", {})
+        entry = manifest["items"].get(item, {})
+        exported = entry.get("fast", entry).get("qwk", {})  # the single head's figure: the bench runs heads
         out[item] = {split: value - exported[split]["qwk_onnx"] for split, value in splits.items()
                      if "qwk_onnx" in exported.get(split, {})}
     return out
