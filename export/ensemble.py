@@ -7,6 +7,7 @@ The combination is checked through ONNX Runtime as served: on the golden answers
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -15,13 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from numpy.typing import NDArray
 
 from core.decoding import decode, softmax
 from core.ensemble import combine
 from core.fingerprints import file_sha256, fingerprint
 from core.lexical_runtime import LexicalHead
-from core.manifest import HISTORY_KEPT, LEXICAL_FORMAT, Member, backbone_files, ensemble_item_entry, item_spec
+from core.manifest import (
+    HISTORY_KEPT,
+    LEXICAL_FORMAT,
+    BackboneFiles,
+    Member,
+    backbone_files,
+    ensemble_item_entry,
+    item_spec,
+)
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, TextEncoder, load_session, trunk_head_logits
 from export.options import ExportOptions
 from export.validate import ValidationError
@@ -42,6 +52,13 @@ def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: Expo
                     texts_of: TextsOf) -> None:
     """Turn each item with a chosen multi-member ensemble into an ensemble entry, in place.
     texts_of(item_id) -> {split: (texts, 0-based labels)} where the item's answers are at hand."""
+    try:
+        _apply(manifest, old, options, texts_of)
+    finally:
+        _sessions.cache_clear()  # the export's trunk sessions are not kept past it
+
+
+def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions, texts_of: TextsOf) -> None:
     for path in sorted((options.adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}")):
         ensemble = json.loads(path.read_text())
         item_id = str(ensemble["fast"]["adapter"])  # served under its first member's key (asap-01, x-e5)
@@ -147,9 +164,19 @@ def _member_probabilities(member: Member, answers: list[str], manifest: dict[str
     if not member.on_trunk:
         return LexicalHead(member.path).probabilities(answers)
     files = backbone_files(options.out, manifest["backbones"][member.backbone])
-    trunk = load_session(files.trunk_path, options.threads, arena=True)
-    head: HeadRunner = (AdapterHead(load_session(files.adapter_head_path, options.threads, arena=False), member.path)
-                        if member.head_format == "ort-adapter" and files.adapter_head_path is not None
+    trunk, shared_head, encoder = _sessions(files, options.threads)
+    head: HeadRunner = (AdapterHead(shared_head, member.path)
+                        if member.head_format == "ort-adapter" and shared_head is not None
                         else MergedHead(member.path, options.threads))
-    rows = [ids for ids, _ in TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix).encode(answers)]
-    return softmax(trunk_head_logits(trunk, head, rows))
+    return softmax(trunk_head_logits(trunk, head, [ids for ids, _ in encoder.encode(answers)]))
+
+
+@functools.cache
+def _sessions(files: BackboneFiles, threads: int) -> tuple[ort.InferenceSession, ort.InferenceSession | None,
+                                                           TextEncoder]:
+    """One trunk, shared head graph and tokenizer per backbone for all ensembles of an export (a trunk
+    session takes a second or two to build; ten items × two splits × two trunks would rebuild it 40 times)."""
+    shared_head = (load_session(files.adapter_head_path, threads, arena=False)
+                   if files.adapter_head_path is not None else None)
+    return (load_session(files.trunk_path, threads, arena=True), shared_head,
+            TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix))
