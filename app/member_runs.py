@@ -17,11 +17,11 @@ from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
-from app.trunks import Trunk, member_trunk
+from app.trunks import Trunk, require_trunks
 from core.decoding import decode, softmax
 from core.ensemble import combine
 from core.lexical_runtime import LexicalHead
-from core.manifest import ItemSpec
+from core.manifest import LEXICAL_FORMAT, ItemSpec
 from core.onnx_runtime import pad, run_trunk
 
 Probabilities = NDArray[np.float64]
@@ -31,14 +31,12 @@ MemberKey = tuple[str, int]  # (item id, member index)
 def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk]) -> None:
     """Raises the row's error when some member cannot run (trunk missing, or tokens prepared for an older
     version of the item that had other members)."""
+    require_trunks(spec, trunks)
     first = spec.backbones[0]
-    for member in spec.serving_members:
-        if member.on_trunk:
-            member_trunk(spec.item_id, member, trunks)
-            if member.backbone != first and member.backbone not in row.others:
-                raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
-        elif row.text is None:
-            raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
+    prepared_for = set(row.others) | {first} | ({LEXICAL_FORMAT} if row.text is not None else set())
+    needed = {member.backbone if member.on_trunk else LEXICAL_FORMAT for member in spec.serving_members}
+    if not needed <= prepared_for:
+        raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
 
 
 class MemberRuns:
@@ -155,7 +153,6 @@ class MemberRuns:
     def _decode(self, spec: ItemSpec, probabilities: Probabilities, rows: list[PreparedRow]) -> list[Scored]:
         classes = decode(probabilities, spec.thresholds)
         review_below = self.review_threshold(spec)
-        names = [member.source or f"{spec.item_id}@{spec.version}" for member in spec.serving_members]
         scored: list[Scored] = []
         for position, row in enumerate(rows):
             confidence = float(probabilities[position, classes[position]])
@@ -170,6 +167,6 @@ class MemberRuns:
                 adapter_version=spec.version,
                 truncated=row.encoded.truncated or any(tokens.truncated for tokens in row.others.values()),
                 review_reasons=reasons,
-                members=names,
+                members=spec.member_names,
             ))
         return scored

@@ -18,7 +18,7 @@ from app.errors import ItemUnavailable, NoScorableContent, ScoringError, Unknown
 from app.head_cache import HeadCache, MemberRunner
 from app.member_runs import MemberRuns
 from app.settings import Settings
-from app.trunks import Trunk, load_trunk, load_trunks, member_trunk
+from app.trunks import Trunk, load_trunk, load_trunks, member_trunk, require_trunks
 from core.answer_tokens import EncodedAnswer
 from core.lexical_runtime import LexicalHead
 from core.manifest import Artifacts, ItemSpec, Member, item_spec, load_artifacts
@@ -200,9 +200,7 @@ class OnnxBackend:
                 prepared[index] = UnknownItem(f"unknown item {item_id!r}")
                 continue
             try:
-                for member in spec.serving_members:
-                    if member.on_trunk:
-                        member_trunk(spec.item_id, member, self.trunks)
+                require_trunks(spec, self.trunks)
             except ScoringError as error:
                 prepared[index] = error
                 continue

@@ -115,7 +115,7 @@ def _item_info(backend: Any, item_id: str) -> ItemInfo:
     spec = backend.items()[item_id]
     return ItemInfo(item_id=item_id, score_range=(spec.labels[0], spec.labels[-1]),
                     adapter_version=spec.version, head_format=spec.head_format,
-                    members=[member.source or f"{item_id}@{spec.version}" for member in spec.serving_members],
+                    members=spec.member_names,
                     combine=spec.combine, cached=backend.is_cached(spec), review_threshold=spec.review_threshold,
                     evaluation=spec.model_card)
 

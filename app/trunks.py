@@ -61,6 +61,13 @@ def trunk_for(spec: ItemSpec, trunks: dict[str, Trunk]) -> Trunk:
     return member_trunk(spec.item_id, spec.serving_members[0], trunks)
 
 
+def require_trunks(spec: ItemSpec, trunks: dict[str, Trunk]) -> None:
+    """Raises the item's error unless every member on a trunk has its own trunk here."""
+    for member in spec.serving_members:
+        if member.on_trunk:
+            member_trunk(spec.item_id, member, trunks)
+
+
 def member_trunk(item_id: str, member: Member, trunks: dict[str, Trunk]) -> Trunk:
     """The trunk a member was trained with, or a clear refusal: a head never runs on another backbone, and an
     ensemble item with a member whose trunk is missing is unavailable, never served by fewer members."""

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from bench.full_models import make_synthetic
 from bench.workload import bench_item_ids, source_item
+from core.manifest import single_view
 
 # Our module names inside a BERT layer -> the names transformers gives the same linears.
 HF_MODULES = {
@@ -65,8 +66,7 @@ class BenchArtifacts:
         self.manifest: dict[str, Any] = json.loads(manifest_bytes)
         # The bench compares single heads (engine vs full models vs peft): ensemble items by their first
         # member, as SCORER_ENSEMBLES=false serves them. Ensembles are costed by bench.qwk_over_http.
-        items = self.manifest["items"]
-        self.manifest["items"] = {item_id: entry.get("fast", entry) for item_id, entry in items.items()}
+        self.manifest = single_view(self.manifest)
         self.split_layer = int(self.manifest["backbone"]["split_layer"])
         # Everything here derives from that export: a new export (retrained adapters) rebuilds it all.
         stamp = root / "source.sha256"

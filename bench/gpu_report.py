@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.gpu_measure import qwk_change
+from core.manifest import single_entry
 
 # Goals of the GPU path (issue #21), judged on the CUDA device only.
 GOALS: dict[str, tuple[str, float]] = {
@@ -57,8 +58,7 @@ def vs_export(qwk: dict[str, dict[str, float]], manifest: dict[str, Any]) -> dic
     device's kernels change scores."""
     out: dict[str, dict[str, float]] = {}
     for item, splits in qwk.items():
-        entry = manifest["items"].get(item, {})
-        exported = entry.get("fast", entry).get("qwk", {})  # the single head's figure: the bench runs heads
+        exported = single_entry(manifest["items"].get(item, {})).get("qwk", {})  # the bench runs single heads
         out[item] = {split: value - exported[split]["qwk_onnx"] for split, value in splits.items()
                      if "qwk_onnx" in exported.get(split, {})}
     return out

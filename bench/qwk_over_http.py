@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from core.manifest import single_entry
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.metrics import quadratic_weighted_kappa
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for item_id, scores in truth.items():
         predicted = [results[f"{item_id}:{n}"] for n in range(len(scores))]
         entry = manifest["items"][item_id]
-        entry = entry.get("fast", entry) if args.fast else entry
+        entry = single_entry(entry) if args.fast else entry
         qwk = quadratic_weighted_kappa(scores, predicted, entry["labels"])
         exported = entry["qwk"]["test"]["qwk_onnx"]
         per_item[item_id] = {"qwk_http": qwk, "qwk_export": exported, "version": entry["version"],

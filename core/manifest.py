@@ -3,8 +3,8 @@
 Format 2 lists every backbone under "backbones" and mirrors the primary backbone's entry at the top level,
 where format 1 (one backbone) kept it; `backbone_entries` is the one place that reads format 1.
 
-An item is served by one or more *members*: a head on some backbone's trunk, combined into one probability
-vector by the item's `combine` rule. Today every item has exactly one member, written from the item's own
+An item is served by one or more *members*: a head on some backbone's trunk or a lexical model, combined
+into one probability vector by the item's `combine` rule. A single-member item is written from its own
 top-level keys (format, file, sha256, bytes, backbone, backbone_sha256); an ensemble item lists its members
 under "members" with weights and keeps, under "fast", the single-member entry of its first member (what
 the fast single-head mode serves). Decoding (thresholds), labels, review threshold, golden texts and the
@@ -78,6 +78,11 @@ class ItemSpec:
             return self.members
         return (Member(self.backbone, self.backbone_sha256, self.head_format, self.path, self.sha256, self.nbytes,
                        source=f"{self.item_id}@{self.version}", golden=self.golden_logits),)
+
+    @property
+    def member_names(self) -> list[str]:
+        """What responses and GET /items name: each member's source and version."""
+        return [member.source for member in self.serving_members]
 
     @property
     def backbones(self) -> list[str]:
@@ -157,7 +162,7 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
     """manifest: only needed for format-1 entries, which do not name their backbone. fast: an ensemble item
     as its first member alone (the single-head mode), with that member's own decoding."""
     if fast and "fast" in entry:
-        return item_spec(root, item_id, entry["fast"], manifest)
+        return item_spec(root, item_id, single_entry(entry), manifest)
     if not ITEM_ID.match(item_id):
         raise ValueError(f"manifest item id {item_id!r} is not a slug")
     default_backbone = (manifest or {}).get("backbone", {})
@@ -176,6 +181,17 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
         backbone=first.backbone, backbone_sha256=first.backbone_sha256,
         members=members if len(members) > 1 else (), combine=combine,
     )
+
+
+def single_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An item's single-member entry: an ensemble's first member's own (under "fast"), or the entry itself."""
+    single: dict[str, Any] = entry.get("fast", entry)
+    return single
+
+
+def single_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with every item as its single-member entry (the fast mode's view)."""
+    return {**manifest, "items": {item_id: single_entry(entry) for item_id, entry in manifest.get("items", {}).items()}}
 
 
 def member_entry(root: Path, member: Member) -> dict[str, Any]:

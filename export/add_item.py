@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from core.item_ids import ITEM_ID
+from core.manifest import item_spec, single_entry
 from export.pipeline import ExportOptions, export_all
 from training.add_item import DEFAULT_COLUMNS, load_item_file
 from training.artifacts import accept_version
@@ -31,8 +32,8 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
              lexical: bool = True) -> dict[str, object]:
     """Validate, split, train (with the recipe for the item's size), evaluate, write adapters/<id>/vN and
     export it. `accept`: serve that already trained version (a refused candidate) instead of training.
-    `lexical`: serve the adapter with the lexical member (averaged probabilities, thresholds tuned on the
-    item's validation answers): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
+    `lexical`: serve the adapter with the lexical member (averaged probabilities, decoded by training's
+    ensemble rule): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
     (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items. Returns a
     summary."""
     if not ITEM_ID.match(item_id):
@@ -60,15 +61,15 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
                                         backbone=backbone if Path(backbone).is_dir() else None,
                                         backbones=(str(adapter["backbone"]["name"]),)))
-    entry = manifest["items"][key]
+    entry, single = manifest["items"][key], single_entry(manifest["items"][key])
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
-            "members": [member.get("source", key) for member in entry.get("members", [])],
+            "members": item_spec(out, key, entry, manifest).member_names,
             "score_range": str(item.score_range),
             "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "class_weighted", "decoding")},
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"],
-            "test_qwk_adapter_alone": entry.get("fast", entry)["qwk"]["test"]["qwk_onnx"],
-            "max_abs_logit_diff": entry.get("fast", entry)["max_abs_logit_diff"],
+            "test_qwk_adapter_alone": single["qwk"]["test"]["qwk_onnx"],
+            "max_abs_logit_diff": single["max_abs_logit_diff"],
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
 
 

@@ -42,12 +42,6 @@ TextsOf = Callable[[str], dict[str, tuple[list[str], list[int]]]]
 QWK_TOLERANCE = 0.01  # ONNX vs PyTorch logits differ by <= 1e-4: a handful of borderline answers may flip
 
 
-def single_view(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest with every ensemble item as its single-member entry: what the per-backbone export reuses."""
-    items = {item_id: entry.get("fast", entry) for item_id, entry in manifest.get("items", {}).items()}
-    return {**manifest, "items": items}
-
-
 def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions,
                     texts_of: TextsOf) -> None:
     """Turn each item with a chosen multi-member ensemble into an ensemble entry, in place.

@@ -17,10 +17,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from core.manifest import MANIFEST_FORMAT, backbone_entries, read_manifest, write_manifest
+from core.manifest import MANIFEST_FORMAT, backbone_entries, read_manifest, single_view, write_manifest
 from export import graphs
 from export.backbone import export_backbone
-from export.ensemble import apply_ensembles, single_view
+from export.ensemble import apply_ensembles
 from export.options import EXPORTER_VERSION, ExportOptions, item_texts
 from export.validate import ValidationError
 from training.artifacts import AdapterRecord, load_record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,22 @@ def committed_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("committed-onnx")
     export_all(ExportOptions(REPO / "adapters", out, log=lambda _: None))
     return out
+
+
+def _serve(artifacts: Path, env: dict[str, str], log: Path) -> Iterator[Server]:
+    server = Server({"SCORER_ARTIFACTS": str(artifacts), **env}, log)
+    server.wait_ready(timeout=300)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def committed_server(committed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The committed items served as shipped (ensembles), through uvicorn, shared by the end-to-end modules."""
+    yield from _serve(committed_artifacts, {}, tmp_path_factory.mktemp("log") / "server.log")
+
+
+@pytest.fixture(scope="session")
+def committed_fast_server(committed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same with SCORER_ENSEMBLES=false: every item by its own MiniLM adapter alone."""
+    yield from _serve(committed_artifacts, {"SCORER_ENSEMBLES": "false"}, tmp_path_factory.mktemp("log") / "fast.log")

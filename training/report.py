@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from scipy.stats import ttest_rel
 
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
-from training.report_data import ItemResult, Json, load_items, other_backbones, read_json
+from training.report_data import DASH, ItemResult, Json, load_items, other_backbones, read_json
+from training.report_data import fmt as _fmt
+from training.report_data import table as _table
 from training.report_ensembles import ensemble_section
 from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
 REPO = Path(__file__).resolve().parents[1]
 
-DASH = "–"
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return DASH if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _train_seconds(report: Json) -> float:

@@ -4,6 +4,7 @@ backbones, its full fine-tuning baseline and the human agreement."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,16 @@ from training.asap import HUMAN_QWK
 from training.backbones import DEFAULT_BACKBONE
 
 Json = dict[str, Any]
+DASH = "–"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return DASH if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 @dataclass(frozen=True)

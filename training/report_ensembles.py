@@ -13,19 +13,13 @@ from scipy.stats import ttest_rel
 
 from training.metrics import quadratic_weighted_kappa
 from training.report_data import ItemResult
+from training.report_data import fmt as _fmt
+from training.report_data import table as _table
 
 Json = dict[str, Any]
 BOOTSTRAP_RESAMPLES = 1000
 HTTP_ENSEMBLE = "qwk_over_http.json"  # bench/results/: the service as shipped
 HTTP_FAST = "qwk_over_http_fast.json"  # the same with SCORER_ENSEMBLES=false
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def read_ensembles(adapters: Path) -> dict[str, Json]:

@@ -40,21 +40,14 @@ def test_every_committed_item_passed_the_full_check(asap_artifacts: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def asap_server(asap_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
-    server = Server({"SCORER_ARTIFACTS": str(asap_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
-    server.wait_ready()
-    yield server
-    server.stop()
+def asap_server(committed_server: Server) -> Server:
+    return committed_server
 
 
 @pytest.fixture(scope="module")
-def fast_server(asap_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+def fast_server(committed_fast_server: Server) -> Server:
     """Every item by its own MiniLM adapter alone (SCORER_ENSEMBLES=false): what the PyTorch golden file holds."""
-    server = Server({"SCORER_ARTIFACTS": str(asap_artifacts), "SCORER_ENSEMBLES": "false"},
-                    tmp_path_factory.mktemp("log") / "server.log")
-    server.wait_ready()
-    yield server
-    server.stop()
+    return committed_fast_server
 
 
 def test_golden_answers_reproduce_pytorch(fast_server: Server) -> None:

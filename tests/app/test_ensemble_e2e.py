@@ -23,15 +23,8 @@ SERVED = {item_id: ensemble for item_id, ensemble in ENSEMBLES.items() if len(en
 ANSWER = "The acid rain would dissolve the limestone and marble samples faster."
 
 
-@pytest.fixture(scope="module")
-def ensemble_server(committed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
-    server = Server({"SCORER_ARTIFACTS": str(committed_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
-    server.wait_ready()
-    yield server
-    server.stop()
-
-
-def test_committed_ensembles_are_served_with_their_members_named(ensemble_server: Server) -> None:
+def test_committed_ensembles_are_served_with_their_members_named(committed_server: Server) -> None:
+    ensemble_server = committed_server
     assert SERVED, "no committed ensemble items"
     for item_id, ensemble in SERVED.items():
         info = httpx.get(f"{ensemble_server.url}/items/{item_id}").json()
@@ -42,17 +35,11 @@ def test_committed_ensembles_are_served_with_their_members_named(ensemble_server
         assert abs(sum(scored["probabilities"]) - 1) < 1e-4
 
 
-def test_fast_mode_serves_each_item_by_its_first_member(committed_artifacts: Path, tmp_path: Path) -> None:
-    server = Server({"SCORER_ARTIFACTS": str(committed_artifacts), "SCORER_ENSEMBLES": "false"},
-                    tmp_path / "server.log")
-    try:
-        server.wait_ready()
-        for item_id, ensemble in SERVED.items():
-            scored = httpx.post(f"{server.url}/score/{item_id}", json={"answer": ANSWER}).json()
-            assert scored["adapter_version"] == ensemble["fast"]["version"]
-            assert scored["members"] == [f"{ensemble['fast']['adapter']}@{ensemble['fast']['version']}"]
-    finally:
-        server.stop()
+def test_fast_mode_serves_each_item_by_its_first_member(committed_fast_server: Server) -> None:
+    for item_id, ensemble in SERVED.items():
+        scored = httpx.post(f"{committed_fast_server.url}/score/{item_id}", json={"answer": ANSWER}).json()
+        assert scored["adapter_version"] == ensemble["fast"]["version"]
+        assert scored["members"] == [f"{ensemble['fast']['adapter']}@{ensemble['fast']['version']}"]
 
 
 def _copy_with_broken_lexical_member(artifacts: Path, target: Path, item_id: str) -> None:

@@ -40,11 +40,8 @@ def mixed_artifacts(committed_artifacts: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mixed_server(mixed_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
-    server = Server({"SCORER_ARTIFACTS": str(mixed_artifacts)}, tmp_path_factory.mktemp("log") / "server.log")
-    server.wait_ready(timeout=300)
-    yield server
-    server.stop()
+def mixed_server(committed_server: Server) -> Server:
+    return committed_server
 
 
 def _expected_scores(url: str, item_id: str, answers: list[str]) -> np.ndarray:
