@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,22 +30,26 @@ GOLDEN_TOLERANCE = 1e-3
 
 
 def pick_device(requested: str) -> str:
-    installed = {dist for dist in ("onnxruntime", "onnxruntime-gpu") if _installed(dist)}
-    if len(installed) == 2:
-        raise RuntimeError("both onnxruntime and onnxruntime-gpu are installed; they overwrite each other. "
-                           "Keep one (extras `cpu` or `gpu`).")
+    imported = Path(ort.__file__).resolve().parent
+    owners = [dist for dist in ("onnxruntime", "onnxruntime-gpu") if package_dir(dist) == imported]
+    if len(owners) == 2:
+        raise RuntimeError("both onnxruntime and onnxruntime-gpu are installed in one place; they overwrite each "
+                           "other. Keep one (extras `cpu` or `gpu`).")
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if requested == "cuda" and not has_cuda:
         raise RuntimeError("SCORER_DEVICE=cuda but this onnxruntime build has no CUDA provider")
     return "cuda" if requested == "cuda" or (requested == "auto" and has_cuda) else "cpu"
 
 
-def _installed(distribution: str) -> bool:
+def package_dir(distribution: str) -> Path | None:
+    """Where the distribution put its `onnxruntime` package: the two overwrite each other only there. One
+    shadowed by an earlier path entry (e.g. onnxruntime-gpu on PYTHONPATH over an image's onnxruntime) is
+    harmless: the imported one is whole."""
     try:
-        importlib.metadata.version(distribution)
+        located = importlib.metadata.distribution(distribution).locate_file("onnxruntime")
     except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+        return None
+    return Path(str(located)).resolve()
 
 
 class OnnxBackend:
