@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +21,7 @@ from app.length_buckets import length_buckets
 from app.trunks import Trunk, require_trunks
 from core.decoding import decode, softmax
 from core.ensemble import combine
+from core.grouped_head import GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
 from core.onnx_runtime import pad, run_trunk
@@ -37,6 +39,45 @@ def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk]) -> None
     needed = {member.backbone if member.on_trunk else LEXICAL_FORMAT for member in spec.serving_members}
     if not needed <= prepared_for:
         raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
+
+
+@dataclass(frozen=True)
+class BatchedGroup:
+    """One item member's rows of a trunk chunk, for the batched head run."""
+
+    member_index: int
+    positions: list[int]  # in the chunk
+    indices: list[int]  # in the call's rows
+    head: GroupedMember
+
+
+def _keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices: list[int],
+          logits: np.ndarray) -> None:
+    for index, probabilities in zip(indices, softmax(logits), strict=True):
+        parts[index][member_index] = probabilities
+
+
+def _run_batched(hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
+                 parts: dict[int, dict[int, Probabilities]]) -> None:
+    """Every group in one run of the batched head graph (per graph: a reload may leave two for a moment)."""
+    by_graph: dict[int, list[BatchedGroup]] = defaultdict(list)
+    for group in groups:
+        by_graph[id(group.head.heads)].append(group)
+    for same_graph in by_graph.values():
+        started = time.perf_counter()
+        positions = [position for group in same_graph for position in group.positions]
+        slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64)
+                                for slot, group in enumerate(same_graph)])
+        width = int(mask[positions].sum(axis=1).max())
+        logits = same_graph[0].head.heads.logits(np.ascontiguousarray(hidden[positions, :width]),
+                                                 np.ascontiguousarray(mask[positions, :width]), slots,
+                                                 [group.head for group in same_graph])
+        metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+        start = 0
+        for group in same_graph:
+            rows = logits[start : start + len(group.positions), : group.head.labels]
+            _keep(parts, group.member_index, group.indices, rows)
+            start += len(group.positions)
 
 
 class MemberRuns:
@@ -92,6 +133,7 @@ class MemberRuns:
             for position, index in enumerate(chunk):
                 for member_index in members_of[index]:
                     groups[(specs[index].item_id, member_index)].append(position)
+            batched: list[BatchedGroup] = []
             for (_, member_index), group in groups.items():
                 positions = [position for position in group if chunk[position] not in outcomes]
                 if not positions:
@@ -101,6 +143,9 @@ class MemberRuns:
                 try:
                     head = self.cache.get(specs[indices[0]], member_index)
                     assert not isinstance(head, LexicalHead)
+                    if isinstance(head, GroupedMember):  # run below, with every other item's rows at once
+                        batched.append(BatchedGroup(member_index, positions, indices, head))
+                        continue
                     width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
                     logits = head.logits(np.ascontiguousarray(hidden[positions, :width]),
                                          np.ascontiguousarray(mask[positions, :width]))
@@ -108,8 +153,9 @@ class MemberRuns:
                     outcomes.update((index, error) for index in indices)
                     continue
                 metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
-                for index, probabilities in zip(indices, softmax(logits), strict=True):
-                    parts[index][member_index] = probabilities
+                _keep(parts, member_index, indices, logits)
+            if batched:
+                _run_batched(hidden, mask, batched, parts)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
                      parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:

@@ -21,6 +21,7 @@ from app.member_runs import MemberRuns
 from app.settings import Settings
 from app.trunks import Trunk, load_trunk, load_trunks, member_trunk, require_trunks
 from core.answer_tokens import EncodedAnswer
+from core.grouped_head import GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import Artifacts, ItemSpec, Member, item_spec, load_artifacts
 from core.onnx_runtime import AdapterHead, MergedHead, pad, release_freed_memory, run_trunk
@@ -64,7 +65,8 @@ class OnnxBackend:
             # sessions fall back to the CPU (and load_trunk refuses). CUDA base images need no preload.
             ort.preload_dlls()
         # One trunk per backbone, loaded once; every item of that backbone shares it.
-        self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device)
+        self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device,
+                                                         settings.grouped_heads)
         self.cache = HeadCache(self._load_member, settings.cache_bytes, set(settings.pin_items))
         self.runs = MemberRuns(self.trunks, self.cache, settings.max_batch_rows, self._review_threshold)
         self.verified: set[tuple[tuple[str, str], int]] = set()  # (item version, member index) checked
@@ -90,6 +92,8 @@ class OnnxBackend:
             runner: MemberRunner
             if trunk is None:
                 runner = LexicalHead(member.path)
+            elif member.head_format == "ort-adapter" and trunk.grouped is not None:
+                runner = GroupedMember(trunk.grouped, member.path)
             elif member.head_format == "ort-adapter":
                 if trunk.shared_head is None:
                     raise ItemUnavailable(f"item {spec.item_id!r}: no shared head graph in the artifacts")
@@ -164,7 +168,8 @@ class OnnxBackend:
             if loaded is None and files is not None:
                 # The first item of a backbone exported after start-up (make serve exports the default backbone
                 # first): its trunk is loaded now, once; the items already served do not wait for it.
-                self.trunks[backbone] = load_trunk(files, self.settings.precision, self.threads, self.device)
+                self.trunks[backbone] = load_trunk(files, self.settings.precision, self.threads, self.device,
+                                                        self.settings.grouped_heads)
                 log.info("trunk %s loaded for %s", backbone, spec.item_id)
         self._load_all(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
         self.artifacts.items[spec.item_id] = spec

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Ensemble items (several members combined, the accurate default) or, off, each served by its first
     # member alone with that member's own decoding: the fast single-head mode (one trunk run per answer).
     ensembles: bool = True
+    # One batched head run per micro-batch for every item in it (core/grouped_head.py) instead of one run per
+    # item. auto: on CUDA, where the per-item runs were the measured bottleneck (bench/results/gpu.json);
+    # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.
+    grouped_heads: Literal["auto", "on", "off"] = "auto"
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
     # With keys configured: /docs, /redoc, /openapi.json need a key unless open_docs; /metrics is open for

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import onnxruntime as ort
 
 from app.errors import ItemUnavailable
+from core.grouped_head import GroupedHeads
 from core.manifest import Artifacts, BackboneFiles, ItemSpec, Member
 from core.onnx_runtime import TextEncoder, load_session
 
@@ -20,6 +21,7 @@ class Trunk:
     session: ort.InferenceSession
     encoder: TextEncoder
     shared_head: ort.InferenceSession | None
+    grouped: GroupedHeads | None  # the batched head graph, where exported and chosen (Settings.grouped_heads)
     fp32: bool  # golden answers are compared exactly only on the fp32 trunk
 
     @property
@@ -27,7 +29,7 @@ class Trunk:
         return self.files.name
 
 
-def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str) -> Trunk:
+def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str, grouped: str = "auto") -> Trunk:
     path = files.trunk_path
     # auto: the reduced trunk made for this device (int8 on CPU, fp16 on CUDA) where the manifest allows it.
     reduced, variant = (files.int8_path, "int8") if device == "cpu" else (files.fp16_path, "fp16")
@@ -44,15 +46,19 @@ def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str) 
                            "(CUDA/cuDNN libraries missing?)")
     head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
             if files.adapter_head_path else None)
-    log.info("trunk %s (%s) on %s", files.name, path.name, device)
+    use_grouped = grouped == "on" or (grouped == "auto" and device == "cuda")
+    batched = (GroupedHeads(files.grouped_head_path, threads, device)
+               if use_grouped and files.grouped_head_path else None)
+    log.info("trunk %s (%s) on %s, %s heads", files.name, path.name, device, "batched" if batched else "per-item")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
-                 fp32=path == files.trunk_path)
+                 batched, fp32=path == files.trunk_path)
 
 
-def load_trunks(artifacts: Artifacts, precision: str, threads: int, device: str) -> dict[str, Trunk]:
+def load_trunks(artifacts: Artifacts, precision: str, threads: int, device: str,
+                grouped: str = "auto") -> dict[str, Trunk]:
     """Only backbones that some item uses: an exported but unused trunk costs no memory."""
     used = {name for spec in artifacts.items.values() for name in spec.backbones}
-    return {name: load_trunk(files, precision, threads, device)
+    return {name: load_trunk(files, precision, threads, device, grouped)
             for name, files in artifacts.backbones.items() if name in used or len(artifacts.backbones) == 1}
 
 

@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       errors=errors)
     for precision in precisions:
         blocks[precision].update(measure(precision, precision))
+    # The other head path, for comparison: per-item head runs where the default batches them, and back.
+    other = "off" if device == "cuda" else "on"
+    for precision in precisions:
+        blocks[f"{precision}_grouped_{other}"] = measure(f"{precision}_grouped_{other}", precision, grouped=other)
     if device == "cuda":  # the service runs fp32 without TF32 (core.onnx_runtime.providers); what TF32 would give
         with cuda_provider_options({"use_tf32": "1"}):
             blocks["fp32_tf32_on"] = measure("fp32_tf32_on", "fp32")

@@ -21,6 +21,7 @@ from app.onnx_backend import OnnxBackend
 from app.settings import Settings
 from app.trunks import trunk_for
 from core import onnx_runtime
+from core.grouped_head import GroupedMember
 from core.manifest import Artifacts, BackboneFiles, ItemSpec, backbone_entries, load_artifacts
 from core.onnx_runtime import AdapterHead, FloatArray, MergedHead, trunk_head_logits
 from training.asap import ASAP_ITEMS
@@ -60,7 +61,7 @@ def with_variant(artifacts: Artifacts, variant: Precision) -> tuple[Artifacts, d
 
 
 def make_engine(folder: Path, device: Device, precision: Precision, threads: int,
-                max_batch_rows: int = 256) -> tuple[OnnxBackend, dict[str, object]]:
+                max_batch_rows: int = 256, grouped: str = "auto") -> tuple[OnnxBackend, dict[str, object]]:
     """The engine over `folder`, warmed up, every head cached on first use and never evicted."""
     # Single heads (ensemble items by their first member, as SCORER_ENSEMBLES=false serves them): precisions
     # are compared head for head, and the golden logits are the heads' own.
@@ -69,11 +70,12 @@ def make_engine(folder: Path, device: Device, precision: Precision, threads: int
     if precision != "fp32":
         artifacts, facts = with_variant(artifacts, precision)
     settings = Settings(artifacts=folder, device=device, precision=precision, threads=threads, ensembles=False,
-                        cache_bytes=1 << 40, max_batch_rows=max_batch_rows)
+                        cache_bytes=1 << 40, max_batch_rows=max_batch_rows, grouped_heads=grouped)
     backend = OnnxBackend(settings, artifacts)
     backend.warm_up()
     for trunk in backend.trunks.values():
         facts[f"{trunk.name}_providers"] = trunk.session.get_providers()
+        facts[f"{trunk.name}_heads"] = "batched" if trunk.grouped else "per-item"
     return backend, facts
 
 
@@ -95,7 +97,7 @@ def item_logits(backend: OnnxBackend, spec: ItemSpec, texts: list[str]) -> Float
     order; None when that head does not run on a trunk."""
     trunk = trunk_for(spec, backend.trunks)
     head = backend.cache.get(spec)
-    if not isinstance(head, AdapterHead | MergedHead):
+    if not isinstance(head, AdapterHead | MergedHead | GroupedMember):
         return None
     return trunk_head_logits(trunk.session, head, [ids for ids, _ in trunk.encoder.encode(texts)])
 

@@ -97,12 +97,12 @@ def table(result: dict[str, Any]) -> str:
     precisions = list(result["by_precision"])
     lines = [f"device: {result['device']} ({result['device_kind']}, onnxruntime {result['onnxruntime']['version']})"
              + ("  [smoke: small counts]" if result["smoke"] else ""),
-             f"{'':44}" + "".join(f"{p:>14}" for p in precisions) + f"{'goal':>14}"]
+             f"{'':44}" + "".join(f"{p:>20}" for p in precisions) + f"{'goal':>12}"]
     for field, label, fmt in ROWS:
         cells = [result["by_precision"][p].get(field) for p in precisions]
         goal = result["goals"].get(field, "")
-        lines.append(f"{label:44}" + "".join(f"{'-' if v is None else fmt.format(v):>14}" for v in cells)
-                     + f"{goal:>14}")
+        lines.append(f"{label:44}" + "".join(f"{'-' if v is None else fmt.format(v):>20}" for v in cells)
+                     + f"{goal:>12}")
     for precision in precisions:
         mean = (result["by_precision"][precision].get("qwk_change_vs_fp32") or {}).get("mean")
         if mean:

@@ -45,9 +45,10 @@ def attempt(errors: list[str], label: str, action: Callable[[], T]) -> T | None:
 
 
 def on_engine(label: str, folder: Path, device: Device, precision: Precision, threads: int, errors: list[str],
-              steps: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+              steps: dict[str, Callable[[Any], Any]], grouped: str = "auto") -> dict[str, Any]:
     """One engine over `folder`, each step on it in turn; the engine is released before the next one."""
-    made = attempt(errors, f"{label} engine on {folder}", partial(make_engine, folder, device, precision, threads))
+    made = attempt(errors, f"{label} engine on {folder}",
+                   partial(make_engine, folder, device, precision, threads, grouped=grouped))
     if made is None:
         return {}
     backend, facts = made
@@ -59,16 +60,16 @@ def on_engine(label: str, folder: Path, device: Device, precision: Precision, th
 
 def measure_precision(label: str, precision: Precision, device: Device, artifacts: Path, perf_folder: Path,
                       threads: int, sizes: Sizes, workload: Workload, reference: Golden | None,
-                      answers: Answers | None, errors: list[str]) -> dict[str, Any]:
+                      answers: Answers | None, errors: list[str], grouped: str = "auto") -> dict[str, Any]:
     block: dict[str, Any] = {}
     correctness: dict[str, Callable[[Any], Any]] = {}
     if reference is not None:
         correctness["golden"] = partial(golden_diffs, reference=reference, items=sizes.check_items)
     if answers is not None:
         correctness["qwk"] = partial(qwk_by_item, answers=answers)
-    block.update(on_engine(label, artifacts, device, precision, threads, errors, correctness))
+    block.update(on_engine(label, artifacts, device, precision, threads, errors, correctness, grouped))
     timing = partial(performance, workload=workload, b256_batches=sizes.b256_batches, b32_batches=sizes.b32_batches,
                      single_requests=sizes.single_requests, cold_samples=sizes.cold_samples)
-    perf = on_engine(label, perf_folder, device, precision, threads, errors, {"performance": timing})
+    perf = on_engine(label, perf_folder, device, precision, threads, errors, {"performance": timing}, grouped)
     block["performance"], block["perf_engine"] = perf.get("performance"), perf.get("engine")
     return block

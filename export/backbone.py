@@ -13,6 +13,7 @@ from core.fingerprints import file_sha256, fingerprint
 from core.manifest import HISTORY_KEPT, backbone_entries
 from core.onnx_runtime import load_session
 from export import graphs
+from export.grouped import check_grouped_head
 from export.item import export_item
 from export.options import EXPORTER_VERSION, ExportOptions, check_backbone
 from export.reduced import reduced_variant
@@ -86,6 +87,12 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         if history:
             manifest.setdefault("history", {})[item_id] = history[:HISTORY_KEPT]
     items = {item_id: manifest["items"][item_id] for item_id in records}
+    if "grouped_head" in entry:
+        worst = check_grouped_head(out / entry["grouped_head"]["file"], items, out, trunk, tokenizer,
+                                   backbone.spec.text_prefix, options.threads)
+        entry["grouped_head"]["max_abs_golden_diff"] = worst
+        options.log(f"{name} batched head graph: every item's golden answers in one mixed batch, "
+                    f"max |logit diff| {worst:.1e}")
     for variant, wanted in (("int8", options.int8), ("fp16", options.fp16)):
         if wanted:
             entry[variant] = reduced_variant(variant, items, folder, tokenizer, entry, options)
@@ -114,4 +121,10 @@ def shared_head_graph(records: dict[str, AdapterRecord], backbone: ResolvedBackb
         options.log(f"shared adapter head graph: exported ({path.name})")
     manifest["adapter_head"] = {"file": path.name, "key": key, "sha256": file_sha256(path),
                                 "adapter_inputs": names, "bytes": path.stat().st_size}
+    grouped = out / f"head_grouped-{key}.onnx"
+    if old.get("grouped_head", {}).get("key") != key or not grouped.is_file():
+        graphs.export_grouped_head(model, grouped)
+        options.log(f"batched head graph: exported ({grouped.name})")
+    manifest["grouped_head"] = {"file": grouped.name, "key": key, "sha256": file_sha256(grouped),
+                                "bytes": grouped.stat().st_size}
     return load_session(path, options.threads, arena=False)

@@ -70,6 +70,54 @@ class AdapterHead(nn.Module):
         return F.linear(pooled, self.tensors["classifier.weight"], self.tensors["classifier.bias"])
 
 
+class _GroupedLoRA(nn.Module):
+    """A frozen linear whose LoRA A/B are per-row: each row gathers its item's slot of a stacked table."""
+
+    def __init__(self, lora: LoRALinear, name: str, tensors: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.base = lora.base
+        self.scale = lora.scale
+        self.name = name
+        self.tensors = tensors
+
+    def forward(self, x: Tensor) -> Tensor:
+        slots = self.tensors["row_slot"]
+        lora_a = self.tensors[f"{self.name}.lora_a"][slots]  # (rows, r, in)
+        lora_b = self.tensors[f"{self.name}.lora_b"][slots]  # (rows, out, r)
+        delta = torch.matmul(torch.matmul(x, lora_a.transpose(1, 2)), lora_b.transpose(1, 2))
+        return self.base(x) + delta * self.scale
+
+
+class GroupedHead(nn.Module):
+    """Every item of a mixed batch in one run (as Punica/S-LoRA batch LoRA adapters): the per-item tensors
+    come stacked over the batch's items (slots), and each row names its slot. The shared weights then run
+    as one large GEMM instead of one small GEMM per item, and the runtime makes one session run per batch
+    instead of one per item (27 per mixed batch on the GPU, where per-run overhead dominated)."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.names = adapter_input_names(head)
+        self.tensors: dict[str, Tensor] = {}
+        self.layers = copy.deepcopy(head.layers)
+        for layer_name, module in list(self.layers.named_modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, LoRALinear):
+                    full = f"layers.{layer_name}.{child_name}" if layer_name else f"layers.{child_name}"
+                    setattr(module, child_name, _GroupedLoRA(child, full, self.tensors))
+
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor, row_slot: Tensor, *tables: Tensor) -> Tensor:
+        self.tensors.clear()
+        self.tensors.update(zip(self.names, tables, strict=True))
+        self.tensors["row_slot"] = row_slot
+        bias = mask_to_bias(attention_mask, hidden_states.dtype)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, bias)
+        pooled = mean_pool(hidden_states, attention_mask)  # (rows, hidden)
+        weight = self.tensors["classifier.weight"][row_slot]  # (rows, labels, hidden)
+        logits = torch.matmul(weight, pooled.unsqueeze(-1)).squeeze(-1)
+        return logits + self.tensors["classifier.bias"][row_slot]
+
+
 def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs: list[str],
             dynamic: dict[str, dict[int, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +167,23 @@ def export_adapter_head(model: ScoringModel, path: Path) -> list[str]:
     dynamic["logits"] = {0: "batch", 1: "labels"}
     _export(wrapper, (hidden, mask, *tensors), path, HEAD_INPUTS + wrapper.names, dynamic)
     _make_overridable(path, dict(zip(wrapper.names, tensors, strict=True)))
+    return wrapper.names
+
+
+def export_grouped_head(model: ScoringModel, path: Path) -> list[str]:
+    """The batched head graph (GroupedHead); inputs: hidden_states, attention_mask, row_slot, then every
+    per-item tensor stacked over slots, named as in the adapter head graph. Returns those names."""
+    wrapper = GroupedHead(model.head)
+    _, mask, hidden = _sample(model.trunk.embeddings.word.embedding_dim)
+    params = [param.detach().clone() for _, param in _adapter_params(model.head)]
+    tables = tuple(torch.stack([param, param * 0.5]) for param in params)  # two slots in the sample
+    row_slot = torch.tensor([1, 0])
+    seq = {0: "batch", 1: "seq"}
+    dynamic: dict[str, dict[int, str]] = {"hidden_states": seq, "attention_mask": seq, "row_slot": {0: "batch"},
+                                          "logits": {0: "batch", 1: "labels"}}
+    for name in wrapper.names:
+        dynamic[name] = {0: "slots", 1: "labels"} if name.startswith("classifier.") else {0: "slots"}
+    _export(wrapper, (hidden, mask, row_slot, *tables), path, [*HEAD_INPUTS, "row_slot", *wrapper.names], dynamic)
     return wrapper.names
 
 
