@@ -82,10 +82,11 @@ def _run_batched(hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup
 
 class MemberRuns:
     def __init__(self, trunks: dict[str, Trunk], cache: HeadCache, max_batch_rows: int,
-                 review_threshold: Callable[[ItemSpec], float]) -> None:
+                 review_threshold: Callable[[ItemSpec], float], min_bucket_tokens: int = 1024) -> None:
         self.trunks = trunks
         self.cache = cache
         self.max_batch_rows = max_batch_rows
+        self.min_bucket_tokens = min_bucket_tokens
         self.review_threshold = review_threshold
 
     def score(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> list[Outcome]:
@@ -122,7 +123,8 @@ class MemberRuns:
             members_of[index].append(member_index)
         tokens = {index: rows[index].tokens(trunk.name, specs[index].backbones[0]) for index in members_of}
         order = sorted(members_of, key=lambda index: len(tokens[index].ids))
-        for bucket in length_buckets([len(tokens[index].ids) for index in order], self.max_batch_rows):
+        lengths = [len(tokens[index].ids) for index in order]
+        for bucket in length_buckets(lengths, self.max_batch_rows, self.min_bucket_tokens):
             chunk = order[bucket]
             ids, mask = pad([tokens[index].ids for index in chunk])
             started = time.perf_counter()

@@ -28,6 +28,12 @@ from core.onnx_runtime import AdapterHead, MergedHead, pad, release_freed_memory
 
 log = logging.getLogger("scorer.engine")
 GOLDEN_TOLERANCE = 1e-3
+# A micro-batch is cut into trunk runs of similar length only once a run holds this many tokens. On the CPU
+# padding costs compute in proportion; on the GPU each session run has a fixed cost of ~1.5 ms (single answers
+# took 3.4 ms for one trunk and one head run, bench/results/gpu.json) and padding is nearly free, so a batch
+# of up to 256 answers of <= 128 tokens stays one run there.
+CPU_MIN_BUCKET_TOKENS = 1024
+GPU_MIN_BUCKET_TOKENS = 256 * 128
 
 
 def pick_device(requested: str) -> str:
@@ -68,7 +74,8 @@ class OnnxBackend:
         self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device,
                                                          settings.grouped_heads)
         self.cache = HeadCache(self._load_member, settings.cache_bytes, set(settings.pin_items))
-        self.runs = MemberRuns(self.trunks, self.cache, settings.max_batch_rows, self._review_threshold)
+        self.runs = MemberRuns(self.trunks, self.cache, settings.max_batch_rows, self._review_threshold,
+                               GPU_MIN_BUCKET_TOKENS if self.device == "cuda" else CPU_MIN_BUCKET_TOKENS)
         self.verified: set[tuple[tuple[str, str], int]] = set()  # (item version, member index) checked
         self.ready = False
         log.info("trunks %s on %s (%d threads), %d items", sorted(self.trunks), self.device, self.threads,
