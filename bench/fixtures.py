@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from bench.full_models import make_synthetic
 from bench.workload import bench_item_ids, source_item
+from core.grouped_head import read_adapter_tensors
 from core.manifest import single_view
 
 # Our module names inside a BERT layer -> the names transformers gives the same linears.
@@ -41,11 +42,7 @@ PERTURBATION = 0.05
 
 
 def adapter_tensors(path: Path) -> dict[str, NDArray[np.float32]]:
-    adapter = ort.AdapterFormat.read_adapter(str(path))
-    # The arrays view the adapter's buffer: copy them while it is alive (views of a freed one read garbage).
-    tensors = {name: np.array(value.numpy(), dtype=np.float32, copy=True)
-               for name, value in adapter.get_parameters().items()}
-    del adapter
+    tensors = read_adapter_tensors(path)
     for name, value in tensors.items():
         if not np.isfinite(value).all():
             raise ValueError(f"{path}: parameter {name} is not finite")

@@ -26,3 +26,13 @@ def test_every_trunks_tokens_are_part_of_the_key() -> None:
     first = PreparedRow("a", tokens([1, 2]), others={"e5": tokens([7, 8])})
     second = PreparedRow("a", tokens([1, 2]), others={"e5": tokens([7, 9])})
     assert first.digest != second.digest and first.digest != tokens([1, 2]).digest
+
+
+def test_the_token_digest_keeps_its_byte_layout() -> None:
+    # Redis keeps digests across deploys: each id as 4 little-endian unsigned bytes, then T/F for truncation.
+    import hashlib
+
+    ids = [101, 2023, 70_000, 250_001, 102]
+    layout = b"".join(token.to_bytes(4, "little") for token in ids) + b"T"
+    assert token_digest(ids, True) == hashlib.sha256(layout).hexdigest()
+    assert token_digest([], False) == hashlib.sha256(b"F").hexdigest()

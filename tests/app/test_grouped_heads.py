@@ -1,0 +1,76 @@
+"""The batched head graph (one session run for every item of a micro-batch) scores exactly as the per-item
+head runs do: logits against the per-item graph, the engine's answers with it on and off, a failing item's
+rows alone refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.backend import AnswerRow, Scored, score_now
+from app.errors import ItemUnavailable
+from app.onnx_backend import OnnxBackend
+from app.settings import Settings
+from core.grouped_head import GroupedHeads, GroupedMember
+from core.manifest import load_artifacts
+from core.onnx_runtime import AdapterHead, TextEncoder, load_session, pad, run_trunk
+
+ANSWERS = ["acid rain reacts with limestone", "i do not know", "the mass of the samples went down because of acid",
+           "vinegar", "marble dissolves in acid rain over many years and the statue loses detail"]
+
+
+def engine(artifacts: Path, grouped: str) -> OnnxBackend:
+    return OnnxBackend(Settings(artifacts=artifacts, grouped_heads=grouped, threads=1))
+
+
+def test_the_batched_graph_gives_each_row_its_own_items_logits(tiny_artifacts: Path) -> None:
+    artifacts = load_artifacts(tiny_artifacts)
+    files = next(iter(artifacts.backbones.values()))
+    assert files.grouped_head_path is not None and files.adapter_head_path is not None
+    encoder = TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix)
+    ids, mask = pad([row for row, _ in encoder.encode(ANSWERS * 2)])
+    hidden = run_trunk(load_session(files.trunk_path, 1, arena=True), ids, mask)
+    specs = list(artifacts.items.values())
+    heads = GroupedHeads(files.grouped_head_path, 1)
+    members = [GroupedMember(heads, spec.serving_members[0].path) for spec in specs]
+    slots = np.arange(len(ANSWERS) * 2) % len(specs)  # rows of the items interleaved
+    batched = heads.logits(hidden, mask, slots, members)
+    shared = load_session(files.adapter_head_path, 1, arena=False)
+    for slot, spec in enumerate(specs):
+        rows = np.flatnonzero(slots == slot)
+        alone = AdapterHead(shared, spec.serving_members[0].path).logits(hidden[rows], mask[rows])
+        assert np.abs(batched[rows, : alone.shape[1]] - alone).max() < 1e-4
+        assert np.abs(members[slot].logits(hidden[rows], mask[rows]) - alone).max() < 1e-4
+
+
+def test_the_engine_answers_alike_with_batched_and_per_item_heads(tiny_artifacts: Path) -> None:
+    rows = [AnswerRow(item_id, text) for text in ANSWERS for item_id in ("item-a", "item-b")]
+    batched, per_item = engine(tiny_artifacts, "on"), engine(tiny_artifacts, "off")
+    assert all(trunk.grouped for trunk in batched.trunks.values())
+    assert not any(trunk.grouped for trunk in per_item.trunks.values())
+    on, off = score_now(batched, rows), score_now(per_item, rows)
+    for left, right in zip(on, off, strict=True):
+        assert isinstance(left, Scored) and isinstance(right, Scored)
+        assert left.score == right.score
+        assert np.abs(np.asarray(left.probabilities) - np.asarray(right.probabilities)).max() < 1e-5
+
+
+def test_a_broken_item_fails_alone_in_a_batched_run(tiny_artifacts: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "onnx"
+    shutil.copytree(tiny_artifacts, copy)
+    spec = load_artifacts(copy).items["item-b"]
+    spec.serving_members[0].path.write_bytes(b"not an adapter")
+    outcomes = score_now(engine(copy, "on"), [AnswerRow("item-a", ANSWERS[0]), AnswerRow("item-b", ANSWERS[0]),
+                                              AnswerRow("item-a", ANSWERS[1])])
+    assert isinstance(outcomes[0], Scored) and isinstance(outcomes[2], Scored)
+    assert isinstance(outcomes[1], ItemUnavailable)
+
+
+@pytest.mark.slow
+def test_the_export_checked_the_batched_graph_on_every_items_golden_answers(committed_artifacts: Path) -> None:
+    manifest = load_artifacts(committed_artifacts).manifest
+    for name, entry in manifest["backbones"].items():
+        assert entry["grouped_head"]["max_abs_golden_diff"] < 1e-4, name
