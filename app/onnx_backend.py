@@ -71,8 +71,7 @@ class OnnxBackend:
             # sessions fall back to the CPU (and load_trunk refuses). CUDA base images need no preload.
             ort.preload_dlls()
         # One trunk per backbone, loaded once; every item of that backbone shares it.
-        self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings.precision, self.threads, self.device,
-                                                         settings.grouped_heads)
+        self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings, self.threads, self.device)
         self.cache = HeadCache(self._load_member, settings.cache_bytes, set(settings.pin_items))
         self.runs = MemberRuns(self.trunks, self.cache, settings.max_batch_rows, self._review_threshold,
                                GPU_MIN_BUCKET_TOKENS if self.device == "cuda" else CPU_MIN_BUCKET_TOKENS)
@@ -175,8 +174,7 @@ class OnnxBackend:
             if loaded is None and files is not None:
                 # The first item of a backbone exported after start-up (make serve exports the default backbone
                 # first): its trunk is loaded now, once; the items already served do not wait for it.
-                self.trunks[backbone] = load_trunk(files, self.settings.precision, self.threads, self.device,
-                                                        self.settings.grouped_heads)
+                self.trunks[backbone] = load_trunk(files, self.settings, self.threads, self.device)
                 log.info("trunk %s loaded for %s", backbone, spec.item_id)
         self._load_all(spec)  # loads and checks the golden answers; raises and keeps the old version if bad
         self.artifacts.items[spec.item_id] = spec

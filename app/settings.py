@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # item. auto: on CUDA, where the per-item runs were the measured bottleneck (bench/results/gpu.json);
     # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.
     grouped_heads: Literal["auto", "on", "off"] = "auto"
+    # The fp32 trunk with ONNX Runtime's transformer fusions (export/fused.py), where the export validated it.
+    fused_trunk: bool = True
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
     # With keys configured: /docs, /redoc, /openapi.json need a key unless open_docs; /metrics is open for

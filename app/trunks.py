@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnxruntime as ort
 
 from app.errors import ItemUnavailable
+from app.settings import Settings
 from core.grouped_head import GroupedHeads
 from core.manifest import Artifacts, BackboneFiles, ItemSpec, Member
 from core.onnx_runtime import TextEncoder, load_session
@@ -23,14 +25,17 @@ class Trunk:
     shared_head: ort.InferenceSession | None
     grouped: GroupedHeads | None  # the batched head graph, where exported and chosen (Settings.grouped_heads)
     fp32: bool  # golden answers are compared exactly only on the fp32 trunk
+    path: Path  # the graph it runs: plain, fused or reduced
 
     @property
     def name(self) -> str:
         return self.files.name
 
 
-def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str, grouped: str = "auto") -> Trunk:
-    path = files.trunk_path
+def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: str) -> Trunk:
+    precision = settings.precision
+    # fp32: the fused graph where the export validated it (same results within 1e-4, fewer kernels).
+    path = files.fused_path if settings.fused_trunk and files.fused_path else files.trunk_path
     # auto: the reduced trunk made for this device (int8 on CPU, fp16 on CUDA) where the manifest allows it.
     reduced, variant = (files.int8_path, "int8") if device == "cpu" else (files.fp16_path, "fp16")
     if precision in ("int8", "fp16") and precision != variant:
@@ -46,19 +51,18 @@ def load_trunk(files: BackboneFiles, precision: str, threads: int, device: str, 
                            "(CUDA/cuDNN libraries missing?)")
     head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
             if files.adapter_head_path else None)
-    use_grouped = grouped == "on" or (grouped == "auto" and device == "cuda")
+    use_grouped = settings.grouped_heads == "on" or (settings.grouped_heads == "auto" and device == "cuda")
     batched = (GroupedHeads(files.grouped_head_path, threads, device)
                if use_grouped and files.grouped_head_path else None)
     log.info("trunk %s (%s) on %s, %s heads", files.name, path.name, device, "batched" if batched else "per-item")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
-                 batched, fp32=path == files.trunk_path)
+                 batched, fp32=path in (files.trunk_path, files.fused_path), path=path)
 
 
-def load_trunks(artifacts: Artifacts, precision: str, threads: int, device: str,
-                grouped: str = "auto") -> dict[str, Trunk]:
+def load_trunks(artifacts: Artifacts, settings: Settings, threads: int, device: str) -> dict[str, Trunk]:
     """Only backbones that some item uses: an exported but unused trunk costs no memory."""
     used = {name for spec in artifacts.items.values() for name in spec.backbones}
-    return {name: load_trunk(files, precision, threads, device, grouped)
+    return {name: load_trunk(files, settings, threads, device)
             for name, files in artifacts.backbones.items() if name in used or len(artifacts.backbones) == 1}
 
 

@@ -101,6 +101,7 @@ class BackboneFiles:
     tokenizer_path: Path
     adapter_head_path: Path | None
     grouped_head_path: Path | None  # the batched head graph (core/grouped_head.py), where exported
+    fused_path: Path | None  # the fused fp32 trunk (export/fused.py), only where it validated
     int8_path: Path | None  # only where the export allowed it
     fp16_path: Path | None  # likewise; for the GPU
     max_length: int
@@ -135,7 +136,8 @@ def backbone_entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
-    head, int8, fp16, grouped = (entry.get(key) for key in ("adapter_head", "int8", "fp16", "grouped_head"))
+    head, int8, fp16, grouped, fused = (entry.get(key)
+                                        for key in ("adapter_head", "int8", "fp16", "grouped_head", "fused"))
     return BackboneFiles(
         name=str(entry["backbone"]["name"]),
         weights_sha256=str(entry["backbone"]["weights_sha256"]),
@@ -144,6 +146,7 @@ def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
         tokenizer_path=root / str(entry["tokenizer"]["file"]),
         adapter_head_path=root / str(head["file"]) if head else None,
         grouped_head_path=root / str(grouped["file"]) if grouped else None,
+        fused_path=root / str(fused["file"]) if fused and fused.get("allowed") else None,
         int8_path=root / str(int8["file"]) if int8 and int8.get("allowed") else None,
         fp16_path=root / str(fp16["file"]) if fp16 and fp16.get("allowed") else None,
         max_length=int(entry["backbone"]["max_length"]),

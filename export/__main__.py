@@ -26,13 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate", choices=["full", "golden"], default="full",
                         help="full: every validation and test answer against PyTorch (default); golden: only each "
                              "item's golden answers (seconds per item; what `make serve` uses)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                        help="also build the fused trunk (ORT transformer fusions), served where it validates")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         backbones = tuple(args.backbones.split(",")) if args.backbones else None
         manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, "int8" in args.precision,
                                             args.threads, backbones=backbones, fp16="fp16" in args.precision,
-                                            validate=args.validate))
+                                            validate=args.validate, fused=args.fused))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

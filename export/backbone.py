@@ -13,6 +13,7 @@ from core.fingerprints import file_sha256, fingerprint
 from core.manifest import HISTORY_KEPT, backbone_entries
 from core.onnx_runtime import load_session
 from export import graphs
+from export.fused import fused_variant
 from export.grouped import check_grouped_head
 from export.item import export_item
 from export.options import EXPORTER_VERSION, ExportOptions, check_backbone
@@ -50,7 +51,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
     old_trunk = old_entry.get("trunk", {})
     trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
     old_items = old.get("items", {})
-    if old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file():
+    unchanged = old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file()
+    if unchanged:
         options.log(f"{name} trunk: current")
     else:
         started = time.perf_counter()
@@ -78,6 +80,7 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
             manifest["items"][item_id] = previous
             continue
+        unchanged = False
         manifest["items"][item_id] = export_item(record, name, backbone, weights, tokenizer, trunk, shared_head,
                                                  item_key, options)
         # Earlier exported versions stay listed (and their files stay) so the service can roll back.
@@ -87,12 +90,23 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         if history:
             manifest.setdefault("history", {})[item_id] = history[:HISTORY_KEPT]
     items = {item_id: manifest["items"][item_id] for item_id in records}
-    if "grouped_head" in entry:
+    # The graphs checked over all items are checked again only when the trunk or an item changed.
+    old_grouped = old_entry.get("grouped_head", {})
+    if "grouped_head" in entry and unchanged and old_grouped.get("sha256") == entry["grouped_head"]["sha256"]:
+        entry["grouped_head"]["max_abs_golden_diff"] = old_grouped["max_abs_golden_diff"]
+    elif "grouped_head" in entry:
         worst = check_grouped_head(out / entry["grouped_head"]["file"], items, out, trunk, tokenizer,
                                    backbone.spec.text_prefix, options.threads)
         entry["grouped_head"]["max_abs_golden_diff"] = worst
         options.log(f"{name} batched head graph: every item's golden answers in one mixed batch, "
                     f"max |logit diff| {worst:.1e}")
+    old_fused = old_entry.get("fused", {})
+    fused_current = (unchanged and (out / str(old_fused.get("file", ""))).is_file()
+                     and file_sha256(out / old_fused["file"]) == old_fused["sha256"]
+                     and options.validate in ("golden", old_fused.get("validation")))
+    if options.fused:
+        entry["fused"] = old_fused if fused_current else fused_variant(items, folder, tokenizer, entry,
+                                                                       weights[0].heads, options)
     for variant, wanted in (("int8", options.int8), ("fp16", options.fp16)):
         if wanted:
             entry[variant] = reduced_variant(variant, items, folder, tokenizer, entry, options)

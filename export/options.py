@@ -38,6 +38,7 @@ class ExportOptions:
     backbones: tuple[str, ...] | None = None
     fp16: bool = False  # also a half-precision trunk for the GPU (inputs and outputs stay int64 / float32)
     validate: Validation = "full"
+    fused: bool = True  # also the fused trunk (export/fused.py), served where it validates
     log: Callable[[str], None] = print
 
 

@@ -1,0 +1,74 @@
+"""The fused trunk: ONNX Runtime's transformer optimizer applied offline to the exported trunk (Attention,
+SkipLayerNormalization, BiasGelu and LayerNormalization fusions; contrib ops that both the CPU and the CUDA
+execution providers run). Served by default wherever it validates (core.manifest.BackboneFiles.fused_path).
+
+optimum's ORTOptimizer applies these same fusions but wraps an ORTModel built from a Hugging Face config and
+export; our trunk is a split model (embeddings + the layers below S) with no such config, so the optimizer
+it wraps (onnxruntime.transformers.optimizer) is called directly.
+
+Validation, like every other graph the service runs: each item's golden answers through the fused trunk and
+its head against PyTorch's logits (the export's tolerance); with `--validate full` also the test-QWK change on
+every test answer, allowed by the reduced trunks' rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.fingerprints import file_sha256
+from core.manifest import item_spec
+from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, load_session, trunk_head_logits
+from export.options import MAX_MEAN_QWK_DROP, ExportOptions, item_texts
+from export.validate import LOGIT_TOLERANCE, qwk_of
+from training.artifacts import load_record
+from training.tokenize import encode_texts
+
+
+def write_fused_trunk(source: Path, path: Path, heads: int, hidden: int) -> dict[str, int]:
+    """The fused graph at `path`; returns how many of each fusion it holds."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    # opt_level 0: the offline fusions only; ORT's own graph optimisations still run when a session loads it.
+    model = optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    model.save_model_to_file(str(path))
+    return {name: int(count) for name, count in model.get_fused_operator_statistics().items() if count}
+
+
+def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any, entry: dict[str, Any],
+                  heads: int, options: ExportOptions) -> dict[str, Any]:
+    out = options.out
+    path = folder / "trunk.fused.onnx"
+    fusions = write_fused_trunk(folder / "trunk.onnx", path, heads, int(entry["backbone"]["hidden"]))
+    trunk = load_session(path, options.threads, arena=True)
+    shared = (load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
+              if "adapter_head" in entry else None)
+    prefix = entry["backbone"]["text_prefix"]
+    worst = 0.0
+    changes: dict[str, float] = {}
+    for item_id, item in items.items():
+        head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
+                            else MergedHead(out / item["file"], options.threads))
+        spec = item_spec(out, item_id, item)
+        if spec.golden_texts:
+            logits = trunk_head_logits(trunk, head, encode_texts(tokenizer, spec.golden_texts, prefix))
+            worst = max(worst, float(np.abs(logits - np.asarray(spec.golden_logits)).max()))
+        if options.validate != "full":
+            continue
+        texts = item_texts(load_record(options.adapters / item_id / item["version"]), options)
+        if "test" in texts:
+            answers, truth = texts["test"]
+            fused_qwk = qwk_of(trunk_head_logits(trunk, head, encode_texts(tokenizer, answers, prefix)), truth,
+                               item["thresholds"])
+            changes[item_id] = fused_qwk - item["qwk"]["test"]["qwk_onnx"]
+    mean_change = float(np.mean(list(changes.values()))) if changes else 0.0
+    allowed = worst <= LOGIT_TOLERANCE and -mean_change <= MAX_MEAN_QWK_DROP
+    options.log(f"{entry['backbone']['name']} fused trunk ({', '.join(f'{k} {v}' for k, v in fusions.items())}): "
+                f"golden max |logit diff| {worst:.1e}" + (f", mean test-QWK change {mean_change:+.4f}"
+                                                          if changes else "") + f" -> allowed={allowed}")
+    return {"file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
+            "fusions": fusions, "max_abs_golden_logit_diff": worst, "test_qwk_change": changes,
+            "allowed": allowed, "validation": options.validate,
+            "rule": f"served when every golden logit is within {LOGIT_TOLERANCE:.0e} of PyTorch and (full "
+                    f"validation) the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}"}
