@@ -48,8 +48,10 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
         config = recipe_config(item, config, recipe)
         adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
     if lexical:
+        # The lexical member is refitted on training + validation answers once the choice is made: on small
+        # items every answer counts (reports/small_data.md: refit against not, same adapter and choice).
         built, _ = build_ensemble(item, adapters, max_trunks=1, force=True,
-                                  backbone_folder=backbone if Path(backbone).is_dir() else None)
+                                  backbone_folder=backbone if Path(backbone).is_dir() else None, refit_lexical=True)
         wanted = f"{adapter['backbone']['name']}+lexical"
         write_ensemble(adapters, apply_choice(built, wanted if len(built["candidates"]) > 1 else None))
     trained = time.perf_counter() - started

@@ -51,8 +51,9 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
     old_trunk = old_entry.get("trunk", {})
     trunk_current = trunk_path.is_file() and file_sha256(trunk_path) == old_trunk.get("sha256")
     old_items = old.get("items", {})
-    unchanged = old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file()
-    if unchanged:
+    trunk_reused = old_trunk.get("key") == trunk_key and trunk_current and tokenizer_path.is_file()
+    fresh: set[str] = set()  # items exported anew in this run
+    if trunk_reused:
         options.log(f"{name} trunk: current")
     else:
         started = time.perf_counter()
@@ -80,7 +81,7 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
             manifest["items"][item_id] = previous
             continue
-        unchanged = False
+        fresh.add(item_id)
         manifest["items"][item_id] = export_item(record, name, backbone, weights, tokenizer, trunk, shared_head,
                                                  item_key, options)
         # Earlier exported versions stay listed (and their files stay) so the service can roll back.
@@ -91,6 +92,7 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
             manifest.setdefault("history", {})[item_id] = history[:HISTORY_KEPT]
     items = {item_id: manifest["items"][item_id] for item_id in records}
     # The graphs checked over all items are checked again only when the trunk or an item changed.
+    unchanged = trunk_reused and not fresh
     old_grouped = old_entry.get("grouped_head", {})
     if "grouped_head" in entry and unchanged and old_grouped.get("sha256") == entry["grouped_head"]["sha256"]:
         entry["grouped_head"]["max_abs_golden_diff"] = old_grouped["max_abs_golden_diff"]
@@ -100,13 +102,9 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         entry["grouped_head"]["max_abs_golden_diff"] = worst
         options.log(f"{name} batched head graph: every item's golden answers in one mixed batch, "
                     f"max |logit diff| {worst:.1e}")
-    old_fused = old_entry.get("fused", {})
-    fused_current = (unchanged and (out / str(old_fused.get("file", ""))).is_file()
-                     and file_sha256(out / old_fused["file"]) == old_fused["sha256"]
-                     and options.validate in ("golden", old_fused.get("validation")))
     if options.fused:
-        entry["fused"] = old_fused if fused_current else fused_variant(items, folder, tokenizer, entry,
-                                                                       weights[0].heads, options)
+        entry["fused"] = fused_variant(items, folder, tokenizer, entry, weights[0].heads, options,
+                                       old_entry.get("fused", {}), fresh if trunk_reused else None)
     for variant, wanted in (("int8", options.int8), ("fp16", options.fp16)):
         if wanted:
             entry[variant] = reduced_variant(variant, items, folder, tokenizer, entry, options)

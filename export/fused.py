@@ -37,24 +37,37 @@ def write_fused_trunk(source: Path, path: Path, heads: int, hidden: int) -> dict
 
 
 def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any, entry: dict[str, Any],
-                  heads: int, options: ExportOptions) -> dict[str, Any]:
+                  heads: int, options: ExportOptions, old: dict[str, Any], fresh: set[str] | None) -> dict[str, Any]:
+    """old: the previous export's fused entry; fresh: the items exported anew, or None when the trunk was.
+    Items whose heads and trunk are unchanged keep their earlier results (add-item stays quick)."""
     out = options.out
     path = folder / "trunk.fused.onnx"
-    fusions = write_fused_trunk(folder / "trunk.onnx", path, heads, int(entry["backbone"]["hidden"]))
+    reuse = (fresh is not None and path.is_file() and file_sha256(path) == old.get("sha256")
+             and "checked" in old)
+    fusions = old["fusions"] if reuse else write_fused_trunk(folder / "trunk.onnx", path, heads,
+                                                             int(entry["backbone"]["hidden"]))
+    kept = old if reuse else {}
+    golden: dict[str, float] = {k: v for k, v in kept.get("golden_logit_diff", {}).items() if k in items}
+    changes: dict[str, float] = {k: v for k, v in kept.get("test_qwk_change", {}).items() if k in items}
+    checked: dict[str, str] = {k: v for k, v in kept.get("checked", {}).items() if k in items}  # golden | full
+    full = options.validate == "full"
+    todo = [item_id for item_id in items if item_id in (fresh or set()) or item_id not in checked
+            or (full and checked[item_id] != "full")]
     trunk = load_session(path, options.threads, arena=True)
     shared = (load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
               if "adapter_head" in entry else None)
     prefix = entry["backbone"]["text_prefix"]
-    worst = 0.0
-    changes: dict[str, float] = {}
-    for item_id, item in items.items():
+    for item_id in todo:
+        item = items[item_id]
         head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
                             else MergedHead(out / item["file"], options.threads))
         spec = item_spec(out, item_id, item)
+        golden[item_id] = 0.0
+        checked[item_id] = options.validate
         if spec.golden_texts:
             logits = trunk_head_logits(trunk, head, encode_texts(tokenizer, spec.golden_texts, prefix))
-            worst = max(worst, float(np.abs(logits - np.asarray(spec.golden_logits)).max()))
-        if options.validate != "full":
+            golden[item_id] = float(np.abs(logits - np.asarray(spec.golden_logits)).max())
+        if not full:
             continue
         texts = item_texts(load_record(options.adapters / item_id / item["version"]), options)
         if "test" in texts:
@@ -62,13 +75,15 @@ def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any
             fused_qwk = qwk_of(trunk_head_logits(trunk, head, encode_texts(tokenizer, answers, prefix)), truth,
                                item["thresholds"])
             changes[item_id] = fused_qwk - item["qwk"]["test"]["qwk_onnx"]
+    worst = max(golden.values(), default=0.0)
     mean_change = float(np.mean(list(changes.values()))) if changes else 0.0
     allowed = worst <= LOGIT_TOLERANCE and -mean_change <= MAX_MEAN_QWK_DROP
-    options.log(f"{entry['backbone']['name']} fused trunk ({', '.join(f'{k} {v}' for k, v in fusions.items())}): "
-                f"golden max |logit diff| {worst:.1e}" + (f", mean test-QWK change {mean_change:+.4f}"
-                                                          if changes else "") + f" -> allowed={allowed}")
+    if todo:
+        options.log(f"{entry['backbone']['name']} fused trunk ({', '.join(f'{k} {v}' for k, v in fusions.items())}): "
+                    f"golden max |logit diff| {worst:.1e}" + (f", mean test-QWK change {mean_change:+.4f}"
+                                                              if changes else "") + f" -> allowed={allowed}")
     return {"file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
-            "fusions": fusions, "max_abs_golden_logit_diff": worst, "test_qwk_change": changes,
-            "allowed": allowed, "validation": options.validate,
+            "fusions": fusions, "max_abs_golden_logit_diff": worst, "golden_logit_diff": golden,
+            "test_qwk_change": changes, "checked": checked, "allowed": allowed,
             "rule": f"served when every golden logit is within {LOGIT_TOLERANCE:.0e} of PyTorch and (full "
                     f"validation) the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}"}

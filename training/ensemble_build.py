@@ -94,13 +94,16 @@ def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
 
 
 def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
-                   force: bool = False, backbone_folder: str | None = None) -> tuple[dict[str, Any], bool]:
+                   force: bool = False, backbone_folder: str | None = None,
+                   refit_lexical: bool = False) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
-    ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served."""
+    ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
+    refit_lexical: the lexical member served is refitted on training + validation answers (small items)."""
     records = item_adapters(adapters, item.item_id)
     if not records:
         raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
     key = fingerprint({"data": data_fingerprint(item.splits()), "recipe": RECIPE, "lexical": lexical,
+                       **({"refit_lexical": True} if refit_lexical else {}),
                        "max_trunks": max_trunks, "members": [[r.item_id, r.version, r.config.get("fingerprint")]
                                                              for r in records]})
     existing = read_ensemble(adapters, item.item_id)
@@ -111,7 +114,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     skipped = ""
     if lexical:
         try:
-            candidates.append(lexical_candidate(item))
+            candidates.append(lexical_candidate(item, refit=refit_lexical))
         except ValueError as exc:  # one score only in the training answers: the adapter serves alone
             skipped = str(exc)
     low = item.score_range.low
@@ -131,6 +134,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
         "combine": "mean_probabilities", "fast": {"adapter": primary.item_id, "version": primary.version},
         "candidates": [_summary(choice, truth["validation"], lexical_sha256) for choice in evaluated],
         "recipe": RECIPE, "max_trunks": max_trunks, "lexical_skipped": skipped,
+        "lexical_fitted_on": "train+validation" if refit_lexical else "train",
         "sizes": {name: len(rows) for name, rows in item.splits().items()},
         "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
                     "total": round(time.perf_counter() - started, 2)},

@@ -30,7 +30,8 @@ from training.trainer import TrainConfig
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 RESULTS = REPORTS / "small_data.json"
 RECIPES = ("standard", "small")
-WITH_LEXICAL = "small+lexical"  # the small recipe's adapter with the lexical member (add-item's default)
+WITH_LEXICAL = "small+lexical"  # the small recipe's adapter with the lexical member
+WITH_REFIT = "small+lexical+refit"  # the same, the lexical member refitted on train + validation (add-item's default)
 
 
 def sample(item: ItemData, size: int, seed: int) -> ItemData:
@@ -54,9 +55,10 @@ def tfidf_qwk(item: ItemData) -> float:
     return quadratic_weighted_kappa([score for _, score in item.test], list(predicted), item.score_range.labels)
 
 
-def with_lexical(item: ItemData, backbone: Any, seed: int, desc: str) -> dict[str, Any]:
-    """The small recipe's adapter and the lexical member (fitted on the sample's training answers), combined
-    and decoded exactly as add-item's ensemble step does (training/ensemble.py)."""
+def with_lexical(item: ItemData, backbone: Any, seed: int, desc: str) -> dict[str, dict[str, Any]]:
+    """The small recipe's adapter and the lexical member, combined and decoded exactly as add-item's ensemble
+    step does (training/ensemble.py): WITH_LEXICAL with the member fitted on the sample's training answers,
+    WITH_REFIT with it refitted on training + validation after the choice (same adapter, same choice)."""
     from training.ensemble import evaluate_subset, folds_of
     from training.ensemble_members import SCORED_SPLITS, Candidate, lexical_candidate
     from training.pipeline import encode_item
@@ -70,10 +72,14 @@ def with_lexical(item: ItemData, backbone: Any, seed: int, desc: str) -> dict[st
                                                          batch_size=32), 32) for split in SCORED_SPLITS})
     low = item.score_range.low
     truth = {split: [score - low for _, score in getattr(item, split)] for split in SCORED_SPLITS}
-    choice = evaluate_subset((adapter, lexical_candidate(item, seed)), truth, folds_of(truth["validation"], seed))
-    confusion = np.asarray(choice.test["confusion"])
-    return {"test_qwk": float(choice.test["qwk"]),  # type: ignore[arg-type]
-            "distinct_predictions": int((confusion.sum(axis=0) > 0).sum())}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for name, refit in ((WITH_LEXICAL, False), (WITH_REFIT, True)):
+        members = (adapter, lexical_candidate(item, seed, refit=refit))
+        choice = evaluate_subset(members, truth, folds_of(truth["validation"], seed))
+        confusion = np.asarray(choice.test["confusion"])
+        outcomes[name] = {"test_qwk": float(choice.test["qwk"]),  # type: ignore[arg-type]
+                          "distinct_predictions": int((confusion.sum(axis=0) > 0).sum())}
+    return outcomes
 
 
 def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
@@ -85,13 +91,17 @@ def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
         small = sample(full, size, seed)
         for recipe in (*RECIPES, "tfidf", WITH_LEXICAL):
             key = f"{item_id}|{size}|{seed}|{recipe}"
-            if key in results:
+            if key in results and (recipe != WITH_LEXICAL or key.replace(WITH_LEXICAL, WITH_REFIT) in results):
                 continue
             started = time.perf_counter()
             if recipe == "tfidf":
                 outcome: dict[str, Any] = {"test_qwk": tfidf_qwk(small)}
-            elif recipe == WITH_LEXICAL:
-                outcome = with_lexical(small, backbone, seed, key)
+            elif recipe == WITH_LEXICAL:  # both variants from one adapter: a paired comparison
+                both = with_lexical(small, backbone, seed, key)
+                outcome = both[WITH_LEXICAL]
+                results[key.replace(WITH_LEXICAL, WITH_REFIT)] = {
+                    **both[WITH_REFIT], "train": len(small.train), "validation": len(small.validation),
+                    "test": len(small.test), "seconds": round(time.perf_counter() - started, 1)}
             else:
                 config = recipe_config(small, TrainConfig(split_layer=3, seed=seed), recipe)  # type: ignore[arg-type]
                 result = run_training(small, backbone, config, key)
@@ -107,7 +117,7 @@ def run(items: list[str], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
 
 def summary(results: dict[str, Any]) -> list[str]:
     """Per size: mean test QWK of each recipe and the paired differences against TF-IDF with 95 % t CIs."""
-    models = (*RECIPES, WITH_LEXICAL)
+    models = (*RECIPES, WITH_LEXICAL, WITH_REFIT)
     runs: dict[tuple[str, int, int], dict[str, float]] = {}
     collapsed = dict.fromkeys(models, 0)
     for key, value in results.items():
@@ -121,18 +131,20 @@ def summary(results: dict[str, Any]) -> list[str]:
                 if len(differences) > 1 else float("nan"))
         return f"{differences.mean():+.3f} ± {half:.3f}"
 
-    lines = ["| answers | samples | standard | small-item recipe | small + lexical | TF-IDF + LR "
-             "| small − TF-IDF (95 % CI) | small + lexical − TF-IDF (95 % CI) |",
-             "|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| answers | samples | standard | small-item recipe | small + lexical | small + lexical, refit "
+             "| TF-IDF + LR | small − TF-IDF (95 % CI) | small + lexical, refit − TF-IDF (95 % CI) "
+             "| refit − not (95 % CI) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for size in sorted({answers for _, answers, _ in runs}):
-        complete = [value for (_, answers, _), value in runs.items() if answers == size and len(value) == 4]
+        complete = [value for (_, answers, _), value in runs.items() if answers == size and len(value) == 5]
         if not complete:
             continue
         means = {name: float(np.mean([value[name] for value in complete])) for name in (*models, "tfidf")}
         lines.append(f"| {size} | {len(complete)} | {means['standard']:.3f} | {means['small']:.3f} | "
-                     f"{means[WITH_LEXICAL]:.3f} | {means['tfidf']:.3f} | "
+                     f"{means[WITH_LEXICAL]:.3f} | {means[WITH_REFIT]:.3f} | {means['tfidf']:.3f} | "
                      f"{interval(np.array([v['small'] - v['tfidf'] for v in complete]))} | "
-                     f"{interval(np.array([v[WITH_LEXICAL] - v['tfidf'] for v in complete]))} |")
+                     f"{interval(np.array([v[WITH_REFIT] - v['tfidf'] for v in complete]))} | "
+                     f"{interval(np.array([v[WITH_REFIT] - v[WITH_LEXICAL] for v in complete]))} |")
     lines += ["", "Runs that predicted a single score on the whole test set: "
               + ", ".join(f"{name} {count}" for name, count in collapsed.items()) + "."]
     return lines
@@ -145,7 +157,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    for number, recipe in enumerate((*RECIPES, "tfidf", WITH_LEXICAL)):
+    for number, recipe in enumerate((*RECIPES, "tfidf", WITH_LEXICAL, WITH_REFIT)):
         points = sorted((int(key.split("|")[1]), value["test_qwk"]) for key, value in results.items()
                         if key.endswith(f"|{recipe}"))
         sizes = sorted({size for size, _ in points})
@@ -169,9 +181,11 @@ def write_report(results: dict[str, Any]) -> Path:
     path = REPORTS / "small_data.md"
     path.write_text("\n".join([
         "# Small items: the small-item recipe against the standard one and a TF-IDF reference", "",
-        "small + lexical is what add-item serves by default: the small recipe's adapter and the lexical member "
-        "(word + char n-gram logistic regression on the sample's training answers), probabilities averaged, "
-        "decoded as training/ensemble.py decodes (fixed cuts below 100 validation answers).", "",
+        "small + lexical: the small recipe's adapter and the lexical member (word + char n-gram logistic "
+        "regression on the sample's training answers), probabilities averaged, decoded as training/ensemble.py "
+        "decodes (fixed cuts below 100 validation answers). small + lexical, refit — what add-item serves by "
+        "default — is the same adapter and choice with the lexical member fitted again on training + validation "
+        "answers before it is scored on test.", "",
         f"ASAP items {', '.join(items)}; seeds {seeds}; MiniLM, LoRA S=3. Each sample of N answers is split "
         "90/10 into train and validation as add-item does; every model is scored on the item's whole standard "
         "test set. Generated by `python -m training.small_data_study` from reports/small_data.json.", "",

@@ -32,3 +32,18 @@ def test_a_score_missing_from_training_gets_probability_zero() -> None:
 def test_one_score_is_not_enough() -> None:
     with pytest.raises(ValueError, match="at least two scores"):
         fit_lexical(["a b", "c d"], [1, 1], 3)
+
+
+def test_refit_serves_a_train_plus_validation_fit_but_chooses_on_the_train_fit() -> None:
+    from training.data import ItemData, ScoreRange
+    from training.ensemble_members import lexical_candidate
+
+    validation = [("acid eats the marble away", 2), ("wet rain", 0), ("the stone changed", 1)] * 2
+    test = [("marble eaten by acid", 2), ("rain", 0), ("stone changed slowly", 1)]
+    item = ItemData("refit", ScoreRange(0, 2), train=TRAIN, validation=validation, test=test)
+    plain, refit = lexical_candidate(item, refit=False), lexical_candidate(item, refit=True)
+    assert np.array_equal(plain.probabilities["validation"], refit.probabilities["validation"])
+    served = LexicalHead(refit.onnx).probabilities([text for text, _ in test])
+    assert np.array_equal(refit.probabilities["test"], served)
+    both = fit_lexical([text for text, _ in TRAIN + validation], [score for _, score in TRAIN + validation], 3, 13)
+    assert refit.onnx == both and plain.onnx != both
