@@ -159,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                     plan["budget_bytes"] = engine["rss_loaded_bytes"]
                 results["runs"][f"{system}-N{n}"] = run_worker(plan, runs, args.resume)
         from bench.http_load import http_scenarios
+        from bench.op_profile import profile
         from bench.server import Server
+
+        if artifacts.manifest["backbone"]["name"] == "minilm-en":  # where the engine's time goes, per operator (ORT's profiler)
+            results["op_profile"] = profile(args.artifacts, args.threads, batches=4 if args.quick else 12)
 
         # The duplicate-answer cache is off: every request pays for inference.
         service = Server({"SCORER_ARTIFACTS": str(args.artifacts), "SCORER_THREADS": str(args.threads),

@@ -45,23 +45,19 @@ def node_times(session: ort.InferenceSession) -> dict[str, float]:
     return dict(by_type)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.op_profile", description=__doc__)
-    parser.add_argument("--artifacts", type=Path, default=Path("build/onnx"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batches", type=int, default=12)
-    args = parser.parse_args(argv)
-    artifacts = load_artifacts(args.artifacts, fast=True)
+def profile(folder: Path, threads: int, batches: int = 12) -> dict[str, Any]:
+    """The profile of `batches` mixed batches of 32 (see the module's docstring)."""
+    artifacts = load_artifacts(folder, fast=True)
     files = artifacts.backbones["minilm-en"]
     trunk_path = files.fused_path or files.trunk_path
     assert files.adapter_head_path is not None
-    trunk, heads = profiled(trunk_path, args.threads, True), profiled(files.adapter_head_path, args.threads, False)
+    trunk, heads = profiled(trunk_path, threads, True), profiled(files.adapter_head_path, threads, False)
     encoder = TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix)
     specs = [spec for spec in artifacts.items.values() if spec.backbone == "minilm-en"]
     runners = {spec.item_id: AdapterHead(heads, spec.serving_members[0].path) for spec in specs}
     answers = {spec.item_id: [text for text, _ in load_asap_item(spec.item_id[:7]).test] for spec in specs}
     rng = random.Random(0)
-    rows = [(item, rng.choice(answers[item])) for item in (rng.choice(list(runners)) for _ in range(32 * args.batches))]
+    rows = [(item, rng.choice(answers[item])) for item in (rng.choice(list(runners)) for _ in range(32 * batches))]
     for start in range(0, len(rows), 32):
         batch = rows[start : start + 32]
         ids = [row for row, _ in encoder.encode([text for _, text in batch])]
@@ -79,13 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     for part in times.values():
         for op, micros in part.items():
             by_type[op] += micros
-    result: dict[str, Any] = {
-        "trunk_graph": trunk_path.name, "threads": args.threads, "answers": len(rows), "batch": 32,
+    return {
+        "trunk_graph": trunk_path.name, "threads": threads, "answers": len(rows), "batch": 32,
         "node_ms": {name: round(sum(part.values()) / 1000, 1) for name, part in times.items()},
         "share_by_op": {op: round(micros / total, 4) for op, micros in sorted(by_type.items(), key=lambda kv: -kv[1])},
         "by_graph": {name: {op: round(micros / 1000, 1) for op, micros in sorted(part.items(), key=lambda kv: -kv[1])}
                      for name, part in times.items()},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.op_profile", description=__doc__)
+    parser.add_argument("--artifacts", type=Path, default=Path("build/onnx"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=12)
+    args = parser.parse_args(argv)
+    result = profile(args.artifacts, args.threads, args.batches)
     RESULT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({key: result[key] for key in ("trunk_graph", "node_ms")}, indent=1))
     for op, share in list(result["share_by_op"].items())[:10]:

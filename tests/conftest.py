@@ -94,11 +94,13 @@ def tiny_artifacts(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def committed_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every committed adapter (both backbones) exported with the full check `make export` runs: each head
-    against PyTorch on every validation and test answer of its item (about 8 minutes on 2 cores)."""
+    against PyTorch on every validation and test answer of its item (about 8 minutes on 2 cores). Without
+    the fused trunk: its full check (every test answer once more) would add two minutes, and the tiny
+    items' tests (tests/app/test_fused_trunk.py) cover it; the plain trunk is what these tests compare."""
     from export.pipeline import ExportOptions, export_all
 
     out = tmp_path_factory.mktemp("committed-onnx")
-    export_all(ExportOptions(REPO / "adapters", out, log=lambda _: None))
+    export_all(ExportOptions(REPO / "adapters", out, log=lambda _: None, fused=False))
     return out
 
 

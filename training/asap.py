@@ -34,12 +34,17 @@ def _set_dir(root: Path, item_id: str) -> Path:
     return root / "autosas-reimp" / "data" / f"asap_{item_id.split('-')[1]}"
 
 
+def item_csv(item_id: str, root: Path | None = None) -> Path:
+    """The item's table (Id, EssaySet, Score1, Score2, EssayText, split)."""
+    return _set_dir(root or default_root(), item_id) / "df.csv"
+
+
 def load_asap_item(item_id: str, root: Path | None = None, seed: int = SPLIT_SEED) -> ItemData:
     """Train = split=='train' minus a stratified 10 % validation (fixed seed); test = split=='test'."""
     if item_id not in ASAP_ITEMS:
         raise DataError(item_id, None, f"not an ASAP item; known: {ASAP_ITEMS}")
     root = root or default_root()
-    csv_path = _set_dir(root, item_id) / "df.csv"
+    csv_path = item_csv(item_id, root)
     if not csv_path.is_file():
         raise DataError(csv_path, None, "ASAP-SAS file not found (set ASAP_SAS_DIR)")
     columns = Columns(text="EssayText", score="Score1", item=None, split="split")
