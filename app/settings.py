@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.
     grouped_heads: Literal["auto", "on", "off"] = "auto"
     # The fp32 trunk with ONNX Runtime's transformer fusions (export/fused.py), where the export validated it.
-    fused_trunk: bool = True
+    # auto: on CUDA, where it measured 0.85x (fp32) and 0.72x (fp16) of the plain trunk's time
+    # (bench/results/fusion_cuda.json); the plain graph on the CPU, where it measured 1.00-1.04x (fusion.json).
+    fused_trunk: Literal["auto", "on", "off"] = "auto"
     api_keys_sha256: list[str] = []  # hex SHA-256 of accepted scoring keys; empty = no auth, loopback only
     admin_keys_sha256: list[str] = []
     # With keys configured: /docs, /redoc, /openapi.json need a key unless open_docs; /metrics is open for

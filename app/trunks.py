@@ -34,8 +34,9 @@ class Trunk:
 
 def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: str) -> Trunk:
     precision = settings.precision
-    # fp32: the fused graph where the export validated it (same results within 1e-4, fewer kernels).
-    path = files.fused_path if settings.fused_trunk and files.fused_path else files.trunk_path
+    # fp32: the fused graph where the export validated it and the device gains from it (Settings.fused_trunk).
+    fused = settings.fused_trunk == "on" or (settings.fused_trunk == "auto" and device == "cuda")
+    path = files.fused_path if fused and files.fused_path else files.trunk_path
     # auto: the reduced trunk made for this device (int8 on CPU, fp16 on CUDA) where the manifest allows it.
     reduced, variant = (files.int8_path, "int8") if device == "cpu" else (files.fp16_path, "fp16")
     if precision in ("int8", "fp16") and precision != variant:

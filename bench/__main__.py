@@ -162,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.op_profile import profile
         from bench.server import Server
 
-        if artifacts.manifest["backbone"]["name"] == "minilm-en":  # where the engine's time goes, per operator (ORT's profiler)
+        # Where the engine's time goes, per operator (ORT's profiler; bench/op_profile.py reads ASAP items).
+        if artifacts.manifest["backbone"]["name"] == "minilm-en":
             results["op_profile"] = profile(args.artifacts, args.threads, batches=4 if args.quick else 12)
 
-        # The duplicate-answer cache is off: every request pays for inference.
+        # The duplicate-answer cache is off: every request pays for inference. Single heads, as every other
+        # system here is compared (ensembles are costed by bench.batch_http and bench.qwk_over_http).
         service = Server({"SCORER_ARTIFACTS": str(args.artifacts), "SCORER_THREADS": str(args.threads),
-                          "SCORER_DUPLICATE_CACHE_ENTRIES": "0", "SCORER_LOG_LEVEL": "warning"},
+                          "SCORER_DUPLICATE_CACHE_ENTRIES": "0", "SCORER_LOG_LEVEL": "warning",
+                          "SCORER_ENSEMBLES": "false"},
                          scratch / "service.log")
         try:
             service.wait_ready()

@@ -51,6 +51,35 @@ def compare(plain_path: Path, fused_path: Path, batches: list[Batch], threads: i
             "fused_over_plain": median["fused"] / median["plain"]}
 
 
+def engine_comparison(artifacts: Path, threads: int, device: str, repeats: int) -> dict[str, Any]:
+    """The service's engine (single heads) with the fused and the plain trunk, alternating, on 160 mixed
+    ASAP test answers: what the fusion changes end to end, heads and Python included."""
+    import random
+
+    from app.backend import AnswerRow, score_now
+    from app.onnx_backend import OnnxBackend
+    from app.settings import Settings
+
+    rng = random.Random(0)
+    items = [f"asap-{number:02d}" for number in range(1, 11)]
+    answers = {item: [text for text, _ in load_asap_item(item).test] for item in items}
+    rows = [AnswerRow(item, rng.choice(answers[item])) for item in (rng.choice(items) for _ in range(160))]
+    engines = {name: OnnxBackend(Settings(artifacts=artifacts, threads=threads, device=device, ensembles=False,
+                                          fused_trunk="on" if name == "fused" else "off"))
+               for name in ("fused", "plain")}
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    for engine in engines.values():
+        engine.warm_up()
+        score_now(engine, rows[:64])
+    for _ in range(repeats):
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            score_now(engine, rows)
+            seconds[name].append(time.perf_counter() - started)
+    per_s = {name: len(rows) / statistics.median(values) for name, values in seconds.items()}
+    return {"answers": len(rows), "answers_per_s": per_s, "fused_over_plain_time": per_s["plain"] / per_s["fused"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.optimizer import optimize_model
@@ -83,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(work / name))
         result["fp16"] = compare(work / "plain16.onnx", work / "fused16.onnx", batches, args.threads, args.device,
                                  args.repeats)
+    if (args.artifacts / "items" / "asap-01").is_dir():  # the engine A/B needs the ASAP items
+        result["engine"] = engine_comparison(args.artifacts, args.threads, args.device, args.repeats)
     out = args.out or RESULTS / ("fusion_cuda.json" if args.device == "cuda" else "fusion.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -1,7 +1,8 @@
 """`python -m bench.op_profile`: where the engine's CPU time goes, per ONNX operator type.
 
-ONNX Runtime's own profiler (SessionOptions.enable_profiling) on the served graphs — the trunk (fused where
-the export allowed it, as served) and the per-item head graph — over mixed-item batches of 32 real ASAP test
+ONNX Runtime's own profiler (SessionOptions.enable_profiling) on the graphs the CPU serves — the plain trunk
+(the fused one gains nothing there: bench/results/fusion.json) and the per-item head graph — over mixed-item
+batches of 32 real ASAP test
 answers, split as the engine splits them (length buckets, one head run per item). Node times are summed by
 operator type; the share of each, and of the trunk against the heads, is what the summary quotes. Writes
 bench/results/op_profile.json.
@@ -49,7 +50,7 @@ def profile(folder: Path, threads: int, batches: int = 12) -> dict[str, Any]:
     """The profile of `batches` mixed batches of 32 (see the module's docstring)."""
     artifacts = load_artifacts(folder, fast=True)
     files = artifacts.backbones["minilm-en"]
-    trunk_path = files.fused_path or files.trunk_path
+    trunk_path = files.trunk_path
     assert files.adapter_head_path is not None
     trunk, heads = profiled(trunk_path, threads, True), profiled(files.adapter_head_path, threads, False)
     encoder = TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix)

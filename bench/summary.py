@@ -177,7 +177,8 @@ def write_summary(results: dict[str, Any], out: Path, name: str) -> None:
     lines += _op_profile(results.get("op_profile"))
     http = results.get("http")
     if http:
-        lines += ["", "## Through HTTP (`python -m app`, loopback, duplicate cache off, N=10 real items)", "",
+        lines += ["", "## Through HTTP (`python -m app`, loopback, duplicate cache off, single heads, N=10 real items)",
+                  "",
                   "| requests | clients | sent | seconds | req/s | answers/s | p50 ms | p99 ms | errors |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for kind in ("single", "batch"):
