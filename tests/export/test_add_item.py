@@ -42,6 +42,11 @@ def test_add_item_then_served(tiny_backbone: Path, tmp_path: Path) -> None:
     assert summary["members"] == ["acid-rain-2@v1", f"lexical@{summary['version']}"]
     record = current_record(adapters, "acid-rain-2")
     assert record is not None and "test" in record.metrics and "confusion" in record.metrics["test"]
+    # Its lexical member was refitted on training + validation answers: the export reproduced test only.
+    ensemble = json.loads((adapters / "ensembles" / "acid-rain-2" / "ensemble.json").read_text())
+    assert ensemble["lexical_fitted_on"] == "train+validation"
+    entry = json.loads((out / "manifest.json").read_text())["items"]["acid-rain-2"]
+    assert set(entry["qwk"]) == {"test"} and entry["validation"] == "full"
     server = Server({"SCORER_ARTIFACTS": str(out)}, tmp_path / "server.log")
     try:
         server.wait_ready()
