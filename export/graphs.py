@@ -46,6 +46,17 @@ class _InputLoRA(nn.Module):
         return self.base(x) + F.linear(F.linear(x, lora_a), lora_b) * self.scale
 
 
+def _input_lora_layers(head: Head, kind: type[_InputLoRA], tensors: dict[str, Tensor]) -> nn.ModuleList:
+    """A copy of the head's layers with every LoRALinear replaced by `kind`, reading `tensors` per forward."""
+    layers = copy.deepcopy(head.layers)
+    for layer_name, module in list(layers.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                full = f"layers.{layer_name}.{child_name}" if layer_name else f"layers.{child_name}"
+                setattr(module, child_name, kind(child, full, tensors))
+    return layers
+
+
 class AdapterHead(nn.Module):
     """The head with its LoRA A/B and classifier taken from inputs, so one graph serves every item."""
 
@@ -53,12 +64,7 @@ class AdapterHead(nn.Module):
         super().__init__()
         self.names = adapter_input_names(head)
         self.tensors: dict[str, Tensor] = {}
-        self.layers = copy.deepcopy(head.layers)
-        for layer_name, module in list(self.layers.named_modules()):
-            for child_name, child in list(module.named_children()):
-                if isinstance(child, LoRALinear):
-                    full = f"layers.{layer_name}.{child_name}" if layer_name else f"layers.{child_name}"
-                    setattr(module, child_name, _InputLoRA(child, full, self.tensors))
+        self.layers = _input_lora_layers(head, _InputLoRA, self.tensors)
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor, *item_tensors: Tensor) -> Tensor:
         self.tensors.clear()
@@ -70,15 +76,8 @@ class AdapterHead(nn.Module):
         return F.linear(pooled, self.tensors["classifier.weight"], self.tensors["classifier.bias"])
 
 
-class _GroupedLoRA(nn.Module):
+class _GroupedLoRA(_InputLoRA):
     """A frozen linear whose LoRA A/B are per-row: each row gathers its item's slot of a stacked table."""
-
-    def __init__(self, lora: LoRALinear, name: str, tensors: dict[str, Tensor]) -> None:
-        super().__init__()
-        self.base = lora.base
-        self.scale = lora.scale
-        self.name = name
-        self.tensors = tensors
 
     def forward(self, x: Tensor) -> Tensor:
         slots = self.tensors["row_slot"]
@@ -98,12 +97,7 @@ class GroupedHead(nn.Module):
         super().__init__()
         self.names = adapter_input_names(head)
         self.tensors: dict[str, Tensor] = {}
-        self.layers = copy.deepcopy(head.layers)
-        for layer_name, module in list(self.layers.named_modules()):
-            for child_name, child in list(module.named_children()):
-                if isinstance(child, LoRALinear):
-                    full = f"layers.{layer_name}.{child_name}" if layer_name else f"layers.{child_name}"
-                    setattr(module, child_name, _GroupedLoRA(child, full, self.tensors))
+        self.layers = _input_lora_layers(head, _GroupedLoRA, self.tensors)
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor, row_slot: Tensor, *tables: Tensor) -> Tensor:
         self.tensors.clear()
