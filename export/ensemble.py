@@ -34,7 +34,7 @@ from core.manifest import (
 )
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, TextEncoder, load_session, trunk_head_logits
 from export.options import ExportOptions
-from export.validate import ValidationError
+from export.validate import ValidationError, recall_logits
 from training.ensemble_build import ENSEMBLE_FILE, ensemble_folder
 from training.metrics import quadratic_weighted_kappa
 
@@ -158,15 +158,25 @@ def _ensemble_entry(item_id: str, ensemble: dict[str, Any], member_entries: list
 
 def _member_probabilities(member: Member, answers: list[str], manifest: dict[str, Any],
                           options: ExportOptions) -> NDArray[np.float64]:
-    """A member's probabilities through ONNX Runtime as served (the exported trunk, tokenizer and head)."""
+    """A member's probabilities through ONNX Runtime as served (the exported trunk, tokenizer and head); the
+    head's own check in this export already computed them where it ran (export.validate.recall_logits)."""
     if not member.on_trunk:
         return LexicalHead(member.path).probabilities(answers)
+    entry = manifest["items"].get(member.source.split("@")[0], {})
+    known = recall_logits(str(entry.get("key", "")), answers) if entry.get("file") == _relative(member, options) \
+        else None
+    if known is not None:
+        return softmax(known)
     files = backbone_files(options.out, manifest["backbones"][member.backbone])
     trunk, shared_head, encoder = _sessions(files, options.threads)
     head: HeadRunner = (AdapterHead(shared_head, member.path)
                         if member.head_format == "ort-adapter" and shared_head is not None
                         else MergedHead(member.path, options.threads))
     return softmax(trunk_head_logits(trunk, head, [ids for ids, _ in encoder.encode(answers)]))
+
+
+def _relative(member: Member, options: ExportOptions) -> str:
+    return str(member.path.relative_to(options.out)) if member.path.is_relative_to(options.out) else ""
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from core.manifest import Member, item_entry
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, trunk_head_logits
 from export import graphs
 from export.options import EXPORTER_VERSION, GOLDEN_COUNT, ExportOptions, item_texts
-from export.validate import compare, qwk_of, require_match, torch_logits
+from export.validate import compare, qwk_of, remember_logits, require_match, torch_logits
 from training.artifacts import AdapterRecord, adapter_model
 from training.backbones import ResolvedBackbone
 from training.encoder import merge_lora
@@ -56,6 +56,7 @@ def export_item(record: AdapterRecord, backbone_name: str, backbone: ResolvedBac
         reference = torch_logits(model, rows)
         comparison = compare(reference, trunk_head_logits(trunk, head, rows), thresholds)
         require_match(f"{record.item_id} {name}", comparison)
+        remember_logits(item_key, answers, comparison.onnx_logits)
         worst = max(worst, comparison.max_abs_logit_diff)
         checked[name] = {"n": len(rows), "qwk_onnx": qwk_of(comparison.onnx_logits, truth, thresholds),
                          "qwk_torch": qwk_of(reference, truth, thresholds)}

@@ -20,6 +20,26 @@ class ValidationError(RuntimeError):
     pass
 
 
+# This process's ONNX logits of exported heads, by the head's export key (a fingerprint of its trunk, format,
+# adapter bytes, config and head graph: a different head can never share it) and the answers. The ensemble
+# check reuses what the head's own check just computed instead of running every answer through it again.
+_ONNX_LOGITS: dict[tuple[str, str], FloatArray] = {}
+
+
+def _answers_digest(answers: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x00".join(answers).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def remember_logits(item_key: str, answers: list[str], logits: FloatArray) -> None:
+    _ONNX_LOGITS[(item_key, _answers_digest(answers))] = logits
+
+
+def recall_logits(item_key: str, answers: list[str]) -> FloatArray | None:
+    return _ONNX_LOGITS.get((item_key, _answers_digest(answers)))
+
+
 @dataclass
 class Comparison:
     max_abs_logit_diff: float
