@@ -30,14 +30,14 @@ def _write_reduced_trunk(variant: str, source: Path, path: Path) -> None:
 
 
 def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any,
-                     entry: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+                     entry: dict[str, Any], options: ExportOptions, source: Path) -> dict[str, Any]:
     """An int8 (CPU) or fp16 (GPU) trunk; its test-QWK change per item decides whether serving may use it.
 
     The change is measured here with ONNX Runtime's CPU kernels; a GPU's fp16 kernels round differently
     (fp16 accumulation), so an fp16 figure is the graph's precision loss, not a CUDA measurement."""
     out = options.out
     path = folder / f"trunk.{variant}.onnx"
-    _write_reduced_trunk(variant, folder / "trunk.onnx", path)
+    _write_reduced_trunk(variant, source, path)
     trunk8 = load_session(path, options.threads, arena=True)
     shared = None
     if "adapter_head" in entry:
@@ -63,5 +63,5 @@ def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path
         "file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "test_qwk_change": changes, "mean_test_qwk_change": mean_change, "allowed": allowed,
         "rule": f"serving may use {variant} only when the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}",
-        "measured_on": "CPUExecutionProvider",
+        "measured_on": "CPUExecutionProvider", "made_from": source.name,
     }

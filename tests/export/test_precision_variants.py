@@ -45,6 +45,9 @@ def test_both_variants_are_measured_per_item(reduced_export: Path) -> None:
     full = load_session(reduced_export / "trunk.onnx", 1, arena=False).run(["hidden_states"], feeds)[0]
     half = load_session(reduced_export / manifest["fp16"]["file"], 1, arena=False).run(["hidden_states"], feeds)[0]
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.05
+    # the GPU's fp16 is made from the fused graph (validated in this export), the CPU's int8 from the plain one
+    assert manifest["fused"]["allowed"] and manifest["fp16"]["made_from"] == "trunk.fused.onnx"
+    assert manifest["int8"]["made_from"] == "trunk.onnx"
 
 
 def test_service_takes_a_variant_only_where_allowed_and_for_its_device(reduced_export: Path,
