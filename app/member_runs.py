@@ -21,7 +21,7 @@ from app.length_buckets import length_buckets
 from app.trunks import Trunk, require_trunks
 from core.decoding import decode, softmax
 from core.ensemble import combine
-from core.grouped_head import GroupedMember
+from core.grouped_head import GroupedHeads, GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
 from core.onnx_runtime import pad, run_trunk
@@ -57,27 +57,21 @@ def _keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices
         parts[index][member_index] = probabilities
 
 
-def _run_batched(hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
+def _run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
                  parts: dict[int, dict[int, Probabilities]]) -> None:
-    """Every group in one run of the batched head graph (per graph: a reload may leave two for a moment)."""
-    by_graph: dict[int, list[BatchedGroup]] = defaultdict(list)
+    """Every group in one run of the trunk's batched head graph."""
+    started = time.perf_counter()
+    positions = [position for group in groups for position in group.positions]
+    slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64) for slot, group in enumerate(groups)])
+    width = int(mask[positions].sum(axis=1).max())
+    logits = heads.logits(np.ascontiguousarray(hidden[positions, :width]),
+                          np.ascontiguousarray(mask[positions, :width]), slots, [group.head for group in groups])
+    metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+    start = 0
     for group in groups:
-        by_graph[id(group.head.heads)].append(group)
-    for same_graph in by_graph.values():
-        started = time.perf_counter()
-        positions = [position for group in same_graph for position in group.positions]
-        slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64)
-                                for slot, group in enumerate(same_graph)])
-        width = int(mask[positions].sum(axis=1).max())
-        logits = same_graph[0].head.heads.logits(np.ascontiguousarray(hidden[positions, :width]),
-                                                 np.ascontiguousarray(mask[positions, :width]), slots,
-                                                 [group.head for group in same_graph])
-        metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
-        start = 0
-        for group in same_graph:
-            rows = logits[start : start + len(group.positions), : group.head.labels]
-            _keep(parts, group.member_index, group.indices, rows)
-            start += len(group.positions)
+        end = start + len(group.positions)
+        _keep(parts, group.member_index, group.indices, logits[start:end, : group.head.labels])
+        start = end
 
 
 class MemberRuns:
@@ -157,7 +151,8 @@ class MemberRuns:
                 metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
                 _keep(parts, member_index, indices, logits)
             if batched:
-                _run_batched(hidden, mask, batched, parts)
+                assert trunk.grouped is not None  # its members are made only where the trunk has the graph
+                _run_batched(trunk.grouped, hidden, mask, batched, parts)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
                      parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:

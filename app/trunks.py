@@ -24,12 +24,16 @@ class Trunk:
     encoder: TextEncoder
     shared_head: ort.InferenceSession | None
     grouped: GroupedHeads | None  # the batched head graph, where exported and chosen (Settings.grouped_heads)
-    fp32: bool  # golden answers are compared exactly only on the fp32 trunk
     path: Path  # the graph it runs: plain, fused or reduced
 
     @property
     def name(self) -> str:
         return self.files.name
+
+    @property
+    def fp32(self) -> bool:
+        """Golden answers are compared exactly only on an fp32 trunk (plain or fused)."""
+        return self.path in (self.files.trunk_path, self.files.fused_path)
 
 
 def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: str) -> Trunk:
@@ -50,14 +54,15 @@ def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: s
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "
                            "(CUDA/cuDNN libraries missing?)")
-    head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
-            if files.adapter_head_path else None)
     use_grouped = settings.grouped_heads == "on" or (settings.grouped_heads == "auto" and device == "cuda")
     batched = (GroupedHeads(files.grouped_head_path, threads, device)
                if use_grouped and files.grouped_head_path else None)
+    # The per-item head graph only where the batched one does not serve the adapter heads.
+    head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
+            if files.adapter_head_path and batched is None else None)
     log.info("trunk %s (%s) on %s, %s heads", files.name, path.name, device, "batched" if batched else "per-item")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
-                 batched, fp32=path in (files.trunk_path, files.fused_path), path=path)
+                 batched, path)
 
 
 def load_trunks(artifacts: Artifacts, settings: Settings, threads: int, device: str) -> dict[str, Trunk]:

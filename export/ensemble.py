@@ -34,7 +34,7 @@ from core.manifest import (
 )
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, TextEncoder, load_session, trunk_head_logits
 from export.options import ExportOptions
-from export.validate import ValidationError, recall_logits
+from export.validate import ValidationError, forget_logits, recall_logits
 from training.ensemble_build import ENSEMBLE_FILE, ensemble_folder
 from training.metrics import quadratic_weighted_kappa
 
@@ -49,7 +49,8 @@ def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: Expo
     try:
         _apply(manifest, old, options, texts_of)
     finally:
-        _sessions.cache_clear()  # the export's trunk sessions are not kept past it
+        _sessions.cache_clear()  # the export's trunk sessions and its heads' logits are not kept past it
+        forget_logits()
 
 
 def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions, texts_of: TextsOf) -> None:
@@ -162,9 +163,7 @@ def _member_probabilities(member: Member, answers: list[str], manifest: dict[str
     head's own check in this export already computed them where it ran (export.validate.recall_logits)."""
     if not member.on_trunk:
         return LexicalHead(member.path).probabilities(answers)
-    entry = manifest["items"].get(member.source.split("@")[0], {})
-    known = recall_logits(str(entry.get("key", "")), answers) if entry.get("file") == _relative(member, options) \
-        else None
+    known = recall_logits(str(manifest["items"].get(member.source.split("@")[0], {}).get("key", "")), answers)
     if known is not None:
         return softmax(known)
     files = backbone_files(options.out, manifest["backbones"][member.backbone])
@@ -173,10 +172,6 @@ def _member_probabilities(member: Member, answers: list[str], manifest: dict[str
                         if member.head_format == "ort-adapter" and shared_head is not None
                         else MergedHead(member.path, options.threads))
     return softmax(trunk_head_logits(trunk, head, [ids for ids, _ in encoder.encode(answers)]))
-
-
-def _relative(member: Member, options: ExportOptions) -> str:
-    return str(member.path.relative_to(options.out)) if member.path.is_relative_to(options.out) else ""
 
 
 @functools.cache

@@ -19,10 +19,10 @@ import numpy as np
 
 from core.fingerprints import file_sha256
 from core.manifest import item_spec
-from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, load_session, trunk_head_logits
-from export.options import MAX_MEAN_QWK_DROP, ExportOptions, item_texts
-from export.validate import LOGIT_TOLERANCE, qwk_of
-from training.artifacts import load_record
+from core.onnx_runtime import load_session, trunk_head_logits
+from export.options import MAX_MEAN_QWK_DROP, ExportOptions
+from export.reduced import item_head, qwk_with_trunk, shared_head_session
+from export.validate import LOGIT_TOLERANCE
 from training.tokenize import encode_texts
 
 
@@ -54,26 +54,19 @@ def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any
     todo = [item_id for item_id in items if item_id in (fresh or set()) or item_id not in checked
             or (full and checked[item_id] != "full")]
     trunk = load_session(path, options.threads, arena=True)
-    shared = (load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
-              if "adapter_head" in entry else None)
+    shared = shared_head_session(entry, options)
     prefix = entry["backbone"]["text_prefix"]
     for item_id in todo:
         item = items[item_id]
-        head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
-                            else MergedHead(out / item["file"], options.threads))
+        head = item_head(item, shared, options)
         spec = item_spec(out, item_id, item)
         golden[item_id] = 0.0
         checked[item_id] = options.validate
         if spec.golden_texts:
             logits = trunk_head_logits(trunk, head, encode_texts(tokenizer, spec.golden_texts, prefix))
             golden[item_id] = float(np.abs(logits - np.asarray(spec.golden_logits)).max())
-        if not full:
-            continue
-        texts = item_texts(load_record(options.adapters / item_id / item["version"]), options)
-        if "test" in texts:
-            answers, truth = texts["test"]
-            fused_qwk = qwk_of(trunk_head_logits(trunk, head, encode_texts(tokenizer, answers, prefix)), truth,
-                               item["thresholds"])
+        fused_qwk = qwk_with_trunk(trunk, head, item_id, item, tokenizer, prefix, options) if full else None
+        if fused_qwk is not None:
             changes[item_id] = fused_qwk - item["qwk"]["test"]["qwk_onnx"]
     worst = max(golden.values(), default=0.0)
     mean_change = float(np.mean(list(changes.values()))) if changes else 0.0

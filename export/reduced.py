@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from core.fingerprints import file_sha256
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, load_session, trunk_head_logits
@@ -29,6 +30,28 @@ def _write_reduced_trunk(variant: str, source: Path, path: Path) -> None:
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(path))
 
 
+def shared_head_session(entry: dict[str, Any], options: ExportOptions) -> ort.InferenceSession | None:
+    """The backbone's per-item head graph, where it has one (ort-adapter format)."""
+    if "adapter_head" not in entry:
+        return None
+    return load_session(options.out / entry["adapter_head"]["file"], options.threads, arena=False)
+
+
+def item_head(item: dict[str, Any], shared: ort.InferenceSession | None, options: ExportOptions) -> HeadRunner:
+    return (AdapterHead(shared, options.out / item["file"]) if shared is not None
+            else MergedHead(options.out / item["file"], options.threads))
+
+
+def qwk_with_trunk(trunk: ort.InferenceSession, head: HeadRunner, item_id: str, item: dict[str, Any], tokenizer: Any,
+                prefix: str, options: ExportOptions) -> float | None:
+    """The item's test QWK with `trunk` in place of the exported one; None where its answers are not at hand."""
+    texts = item_texts(load_record(options.adapters / item_id / item["version"]), options)
+    if "test" not in texts:
+        return None
+    answers, truth = texts["test"]
+    return qwk_of(trunk_head_logits(trunk, head, encode_texts(tokenizer, answers, prefix)), truth, item["thresholds"])
+
+
 def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any,
                      entry: dict[str, Any], options: ExportOptions, source: Path) -> dict[str, Any]:
     """An int8 (CPU) or fp16 (GPU) trunk; its test-QWK change per item decides whether serving may use it.
@@ -39,20 +62,13 @@ def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path
     path = folder / f"trunk.{variant}.onnx"
     _write_reduced_trunk(variant, source, path)
     trunk8 = load_session(path, options.threads, arena=True)
-    shared = None
-    if "adapter_head" in entry:
-        shared = load_session(out / entry["adapter_head"]["file"], options.threads, arena=False)
+    shared = shared_head_session(entry, options)
     changes: dict[str, float] = {}
     for item_id, item in items.items():
-        record = load_record(options.adapters / item_id / item["version"])
-        texts = item_texts(record, options)
-        if "test" not in texts:
+        qwk8 = qwk_with_trunk(trunk8, item_head(item, shared, options), item_id, item, tokenizer,
+                           entry["backbone"]["text_prefix"], options)
+        if qwk8 is None:
             continue
-        head: HeadRunner = (AdapterHead(shared, out / item["file"]) if shared is not None
-                            else MergedHead(out / item["file"], options.threads))
-        answers, truth = texts["test"]
-        rows = encode_texts(tokenizer, answers, entry["backbone"]["text_prefix"])
-        qwk8 = qwk_of(trunk_head_logits(trunk8, head, rows), truth, item["thresholds"])
         item["qwk"]["test"][f"qwk_{variant}"] = qwk8
         changes[item_id] = qwk8 - item["qwk"]["test"]["qwk_onnx"]
     mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")

@@ -40,6 +40,11 @@ def recall_logits(item_key: str, answers: list[str]) -> FloatArray | None:
     return _ONNX_LOGITS.get((item_key, _answers_digest(answers)))
 
 
+def forget_logits() -> None:
+    """At the end of an export: a long-lived process (export.rest beside the service) keeps none of it."""
+    _ONNX_LOGITS.clear()
+
+
 @dataclass
 class Comparison:
     max_abs_logit_diff: float
