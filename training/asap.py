@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
+from typing import Literal
 
 from training.data import Columns, DataError, ItemData, ScoreRange, item_from_rows, read_scored_table
 
@@ -16,6 +18,7 @@ HUMAN_QWK = {
     "asap-06": 0.9562, "asap-07": 0.9685, "asap-08": 0.8559, "asap-09": 0.8279, "asap-10": 0.8838,
 }  # fmt: skip
 SPLIT_SEED = 13
+Raters = Literal["first", "both"]
 
 
 def score_range(item_id: str) -> ScoreRange:
@@ -39,8 +42,11 @@ def item_csv(item_id: str, root: Path | None = None) -> Path:
     return _set_dir(root or default_root(), item_id) / "df.csv"
 
 
-def load_asap_item(item_id: str, root: Path | None = None, seed: int = SPLIT_SEED) -> ItemData:
-    """Train = split=='train' minus a stratified 10 % validation (fixed seed); test = split=='test'."""
+def load_asap_item(item_id: str, root: Path | None = None, seed: int = SPLIT_SEED,
+                   raters: Raters = "first") -> ItemData:
+    """Train = split=='train' minus a stratified 10 % validation (fixed seed); test = split=='test'.
+
+    raters "both": each training answer appears twice, once with each rater's score (`with_both_raters`)."""
     if item_id not in ASAP_ITEMS:
         raise DataError(item_id, None, f"not an ASAP item; known: {ASAP_ITEMS}")
     root = root or default_root()
@@ -53,4 +59,20 @@ def load_asap_item(item_id: str, root: Path | None = None, seed: int = SPLIT_SEE
     prompt_path = root / "autosas-reimp" / "data" / "metadata" / "problems" / f"asap_{item_id[-2:]}.txt"
     if prompt_path.is_file():
         item.prompt = prompt_path.read_text(encoding="utf-8", errors="replace").strip()
-    return item
+    return with_both_raters(item, root) if raters == "both" else item
+
+
+def second_scores(item_id: str, root: Path | None = None) -> dict[str, int]:
+    """Answer text -> Score2, for the training rows that have one (ASAP has none for test)."""
+    with open(item_csv(item_id, root), newline="", encoding="utf-8") as handle:
+        return {row["EssayText"]: int(float(row["Score2"])) for row in csv.DictReader(handle)
+                if row["split"] == "train" and row["Score2"].strip()}
+
+
+def with_both_raters(item: ItemData, root: Path | None = None) -> ItemData:
+    """Each training answer twice, once per rater: raters who disagree teach the model that the answer sits
+    between two scores. Validation and test keep Score1, the official score, so figures stay comparable."""
+    second = second_scores(item.item_id, root)
+    extra = [(text, second[text]) for text, _ in item.train if text in second]
+    return ItemData(item.item_id, item.score_range, train=item.train + extra, validation=item.validation,
+                    test=item.test, prompt=item.prompt)

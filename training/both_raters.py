@@ -11,35 +11,19 @@ A pilot: the choice is made on validation; test is reported beside it, never use
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from training.artifacts import current_record
-from training.asap import item_csv, load_asap_item
+from training.asap import load_asap_item
 from training.backbones import resolve_backbone
-from training.data import ItemData
 from training.pipeline import run_training
 from training.trainer import TrainConfig
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 ADAPTERS = Path(__file__).resolve().parents[1] / "adapters"
-
-
-def second_scores(item_id: str) -> dict[str, int]:
-    """Answer text -> Score2, for the training rows that have one."""
-    with open(item_csv(item_id), newline="", encoding="utf-8") as handle:
-        return {row["EssayText"]: int(float(row["Score2"])) for row in csv.DictReader(handle)
-                if row["split"] == "train" and row["Score2"].strip()}
-
-
-def with_both_raters(item: ItemData) -> ItemData:
-    second = second_scores(item.item_id)
-    extra = [(text, second[text]) for text, _ in item.train if text in second]
-    return ItemData(item.item_id, item.score_range, train=item.train + extra, validation=item.validation,
-                    test=item.test)
 
 
 def pilot(item_id: str) -> dict[str, Any]:
@@ -48,7 +32,7 @@ def pilot(item_id: str) -> dict[str, Any]:
         raise SystemExit(f"{item_id}: no committed adapter to compare with")
     config = TrainConfig(**{key: value for key, value in record.config["train"].items()
                             if key in TrainConfig.__dataclass_fields__})
-    item = with_both_raters(load_asap_item(item_id))
+    item = load_asap_item(item_id, raters="both")
     started = time.perf_counter()
     result = run_training(item, resolve_backbone("minilm-en"), config, f"{item_id} both raters")
     return {"train_answers": len(item.train), "seconds": round(time.perf_counter() - started, 1),

@@ -72,11 +72,13 @@ def _lora_defaults(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _config(args, _lora_defaults(args))
+    # Trained on both raters, an adapter is an extra ensemble member (asap-07-r2), not the item's own.
+    tag = args.member_tag if args.member_tag is not None else ("r2" if args.raters == "both" else "")
     for item_id in _items(args.items):
         started = time.perf_counter()
-        item = load_asap_item(item_id)
+        item = load_asap_item(item_id, raters=args.raters)
         adapter, trained = train_adapter(item, Path(args.adapters), config, args.backbone, args.force,
-                                         HUMAN_QWK.get(item_id))
+                                         HUMAN_QWK.get(item_id), member_tag=tag)
         state = "trained" if trained else "current, skipped"
         elapsed = time.perf_counter() - started
         print(f"{adapter['item_id']} {adapter['version']}: {state} in {elapsed:.0f} s", flush=True)
@@ -103,7 +105,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     built = []
     for item_id in tqdm(_items(args.items), desc="ensembles", unit="item"):
         ensemble, fresh = build_ensemble(load_asap_item(item_id), adapters, args.max_trunks,
-                                         lexical=args.lexical, force=args.force)
+                                         lexical=args.lexical, force=args.force,
+                                         keep_probabilities=REPO / "runs" / "ensemble_probabilities")
         built.append(ensemble)
         tqdm.write(f"{item_id}: {len(ensemble['candidates'])} candidates ({'built' if fresh else 'current'})")
     wanted = None
@@ -190,6 +193,12 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     train.add_argument("--adapters", default=str(ADAPTERS))
     train.add_argument("--backbone", default=DEFAULT_BACKBONE)
     train.add_argument("--force", action="store_true", help="retrain even when current")
+    train.add_argument("--raters", choices=["first", "both"], default="first",
+                       help="both: every training answer twice, once with each rater's score (Score1, Score2); "
+                            "stored as the extra member <item>-r2")
+    train.add_argument("--member-tag", default=None, metavar="TAG",
+                       help="store as <item>-TAG, an extra ensemble member beside the item's own adapter "
+                            "(e.g. another seed); default: r2 with --raters both, else the item's own adapter")
     _add_train_options(train)
     train.set_defaults(func=cmd_train)
 

@@ -41,7 +41,7 @@ def read_ensemble(adapters: Path, item_id: str) -> dict[str, Any] | None:
 
 def signature(choice: Choice) -> str:
     """What kind of ensemble it is, the same for every item: "minilm-en+e5-multilingual+lexical"."""
-    return "+".join(member.backbone or member.kind for member in choice.members)
+    return "+".join(member.label for member in choice.members)
 
 
 def _summary(choice: Choice, truth: list[int], lexical_sha256: str) -> dict[str, Any]:
@@ -81,6 +81,19 @@ def pooled_choice(ensembles: list[dict[str, Any]]) -> tuple[str, dict[str, float
     return max(means, key=lambda kind: means[kind]), means
 
 
+def save_probabilities(path: Path, candidates: list[Candidate], truth: dict[str, list[int]]) -> None:
+    """Arrays "<split>_<n>" (the n-th entry of `labels`) and "<split>_truth"; labels[0] is the item's own
+    adapter."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {f"{split}_{number}": member.probabilities[split] for number, member in enumerate(candidates)
+              for split in truth}
+    arrays.update({f"{split}_truth": np.asarray(labels) for split, labels in truth.items()})
+    arrays["labels"] = np.asarray([member.label for member in candidates])
+    np.savez_compressed(path, **arrays)
+
+
 def write_ensemble(adapters: Path, ensemble: dict[str, Any]) -> None:
     path = ensemble_folder(adapters, ensemble["item_id"]) / ENSEMBLE_FILE
     path.write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
@@ -89,16 +102,19 @@ def write_ensemble(adapters: Path, ensemble: dict[str, Any]) -> None:
 def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
     if member.record is not None:
         return {"kind": "adapter", "adapter": member.record.item_id, "version": member.record.version,
-                "backbone": member.backbone, "weight": 1.0}
+                "backbone": member.backbone, "weight": 1.0, **({"tag": member.tag} if member.tag else {})}
     return {"kind": "lexical", "file": LEXICAL_FILE, "sha256": lexical_sha256, "weight": 1.0}
 
 
 def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
                    force: bool = False, backbone_folder: str | None = None,
-                   refit_lexical: bool = False) -> tuple[dict[str, Any], bool]:
+                   refit_lexical: bool = False, keep_probabilities: Path | None = None,
+                   ) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
     ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
-    refit_lexical: the lexical member served is refitted on training + validation answers (small items)."""
+    refit_lexical: the lexical member served is refitted on training + validation answers (small items).
+    keep_probabilities: a folder for <item>.npz, every candidate's validation and test probabilities (for
+    studies of other combination rules: training/weights_study.py), written when the ensemble is built."""
     records = item_adapters(adapters, item.item_id)
     if not records:
         raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
@@ -120,6 +136,8 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     low = item.score_range.low
     truth = {split: [score - low for _, score in getattr(item, split)] for split in ("validation", "test")}
     _, evaluated = choose(candidates, truth, max_trunks)
+    if keep_probabilities is not None:
+        save_probabilities(keep_probabilities / f"{item.item_id}.npz", candidates, truth)
     folder = ensemble_folder(adapters, item.item_id)
     folder.mkdir(parents=True, exist_ok=True)
     lexical_sha256 = ""

@@ -33,6 +33,12 @@ class Candidate:
     onnx: bytes = b""  # the lexical member's graph
     seconds: float = 0.0  # time to fit (lexical) or to score the splits (adapters)
     extra: dict[str, Any] = field(default_factory=dict)
+    tag: str = ""  # an extra adapter on the same backbone ("r2": trained on both raters)
+
+    @property
+    def label(self) -> str:
+        """What kind of member it is, the same for every item: "minilm-en", "minilm-en/r2", "lexical"."""
+        return (self.backbone or self.kind) + (f"/{self.tag}" if self.tag else "")
 
 
 def item_adapters(root: Path, source_item: str) -> list[AdapterRecord]:
@@ -58,8 +64,8 @@ def adapter_candidate(record: AdapterRecord, item: ItemData, backbone_folder: st
                                                                batch_size=32), 32)
                      for split in SCORED_SPLITS}
     return Candidate(f"{record.item_id}@{record.version}", "adapter", str(record.config["backbone"]["name"]),
-                     probabilities,
-                     record=record, seconds=time.perf_counter() - started)
+                     probabilities, record=record, seconds=time.perf_counter() - started,
+                     tag=str(record.config.get("member_tag", "")))
 
 
 def lexical_candidate(item: ItemData, seed: int = 13, refit: bool = False) -> Candidate:

@@ -93,14 +93,18 @@ def run_training(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig
 def train_adapter(
     item: ItemData, root: Path, config: TrainConfig, backbone_name: str = "minilm-en",
     force: bool = False, human_qwk: float | None = None, min_test_qwk: float | None = None,
+    member_tag: str = "",
 ) -> tuple[dict[str, Any], bool]:
     """Train and save a new version unless the current one was made from the same data and settings.
 
+    member_tag: stored as <key>-<tag> (asap-07-r2), an extra ensemble member beside the item's own adapter,
+    which it never replaces (that one stays what the fast single-head mode serves).
     Returns (config of the current version, whether it was trained now)."""
     backbone = resolve_backbone(backbone_name)
     # Each backbone's adapter of an item has its own key (asap-01 / asap-01-e5): neither overwrites the other.
     source_item = item.item_id
-    item = replace(item, item_id=adapter_key(source_item, backbone_name))
+    key = adapter_key(source_item, backbone_name) + (f"-{member_tag}" if member_tag else "")
+    item = replace(item, item_id=key)
     fingerprint = _fingerprint(item, backbone, config)
     existing = current_record(root, item.item_id)
     if existing and existing.config.get("fingerprint") == fingerprint and not force:
@@ -127,6 +131,7 @@ def train_adapter(
         "decoding": {"thresholds": result.thresholds},
         "review_threshold": review_threshold(val_probs, data["validation"][1], result.thresholds),
         "fingerprint": fingerprint,
+        **({"member_tag": member_tag} if member_tag else {}),
     }
     metrics = {
         **result.metrics,

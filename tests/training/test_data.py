@@ -79,3 +79,12 @@ def test_asap_standard_split() -> None:
     assert score_range("asap-05") == ScoreRange(0, 3) and score_range("asap-07") == ScoreRange(0, 2)
     assert set(HUMAN_QWK) == {f"asap-{n:02d}" for n in range(1, 11)}
     assert {s for _, s in item.test} == {0, 1, 2, 3}
+
+
+def test_both_raters_add_each_training_answer_with_its_second_score_only() -> None:
+    first, both = load_asap_item("asap-07"), load_asap_item("asap-07", raters="both")
+    assert both.train[: len(first.train)] == first.train  # Score1 rows first, unchanged
+    assert len(both.train) == 2 * len(first.train)  # every ASAP training answer has a Score2
+    assert (both.validation, both.test) == (first.validation, first.test)  # official scores only
+    disagreements = sum(a != b for (_, a), (_, b) in zip(first.train, both.train[len(first.train):], strict=True))
+    assert 0 < disagreements < len(first.train) // 2  # raters mostly agree (human QWK 0.97), not always

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -71,6 +72,21 @@ def test_adapter_save_load_gives_identical_logits(tiny_backbone: Path, tmp_path:
     with torch.no_grad():
         assert torch.equal(model(ids, mask), twin(ids, mask))
     assert (record.folder / "MODEL_CARD.md").read_text().startswith("# tiny-item (v1)")
+
+
+def test_member_tag_is_an_extra_member_that_leaves_the_own_adapter(tiny_backbone: Path, tmp_path: Path) -> None:
+    from training.ensemble_members import adapter_candidate, item_adapters
+
+    config = TrainConfig(split_layer=1, max_epochs=1, batch_size=8)
+    train_adapter(tiny_item(), tmp_path, config, str(tiny_backbone))
+    tagged, _ = train_adapter(tiny_item(), tmp_path, replace(config, seed=14), str(tiny_backbone), member_tag="s14")
+    assert tagged["item_id"] == "tiny-item-s14" and tagged["source_item"] == "tiny-item"
+    own = current_record(tmp_path, "tiny-item")
+    assert own is not None and own.version == "v1"  # not replaced by the tagged one
+    records = item_adapters(tmp_path, "tiny-item")
+    assert [record.item_id for record in records] == ["tiny-item", "tiny-item-s14"]  # own adapter first
+    labels = [adapter_candidate(record, tiny_item(), str(tiny_backbone)).label for record in records]
+    assert labels[1] == labels[0] + "/s14"  # same trunk, told apart in the ensemble kind
 
 
 def test_new_version_keeps_the_old_one(tiny_backbone: Path, tmp_path: Path) -> None:
