@@ -87,8 +87,8 @@ def save_probabilities(path: Path, candidates: list[Candidate], truth: dict[str,
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {f"{split}_{number}": member.probabilities[split] for number, member in enumerate(candidates)
-              for split in truth}
+    arrays: dict[str, Any] = {f"{split}_{number}": member.probabilities[split]
+                              for number, member in enumerate(candidates) for split in truth}
     arrays.update({f"{split}_truth": np.asarray(labels) for split, labels in truth.items()})
     arrays["labels"] = np.asarray([member.label for member in candidates])
     np.savez_compressed(path, **arrays)

@@ -8,7 +8,7 @@ from scipy.stats import ttest_rel
 
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
-from training.report_data import DASH, ItemResult, Json, load_items, other_backbones, read_json
+from training.report_data import DASH, ItemResult, Json, kind_note, load_items, other_backbones, read_json
 from training.report_data import fmt as _fmt
 from training.report_data import table as _table
 from training.report_ensembles import ensemble_section
@@ -42,7 +42,7 @@ def _item_section(items: list[ItemResult]) -> list[str]:
         ])
     note = [] if not backbones else [
         "", f"\"adapter\" columns: the default backbone ({DEFAULT_BACKBONE}); "
-        + "; ".join(f"{name} columns: the same item's adapter on {name}" for name in backbones) + "."]
+        + "; ".join(f"{name} columns: {kind_note(name)}" for name in backbones) + "."]
     return ["## Per item (test split)", "", *_table(header, rows), *note]
 
 
@@ -74,18 +74,21 @@ def _ttest_section(items: list[ItemResult]) -> list[str]:
 
 
 def _backbone_section(items: list[ItemResult]) -> list[str]:
-    """Each further backbone against the default one, on the items trained on both."""
+    """Each further backbone or training variant against the default adapter, on the items that have both."""
     lines: list[str] = []
     for name in other_backbones(items):
         pairs = [(value, item.metrics["test"]["qwk"]) for item in items if (value := item.other_qwk(name)) is not None]
+        chose = [item.other_qwk(name, "validation") - item.metrics["validation"]["qwk"]
+                 for item in items if name in item.others]
         difference = sum(a - b for a, b in pairs) / len(pairs)
-        text = (f"{name} vs {DEFAULT_BACKBONE} over {len(pairs)} items: mean test-QWK difference "
+        text = (f"{name} ({kind_note(name)}) vs {DEFAULT_BACKBONE} over {len(pairs)} items: mean validation-QWK "
+                f"difference {sum(chose) / len(chose):+.3f}; mean test-QWK difference "
                 f"({name} − {DEFAULT_BACKBONE}) {difference:+.3f}")
         if len(pairs) >= 2:
             result = ttest_rel([a for a, _ in pairs], [b for _, b in pairs])
             text += f", paired t = {float(result.statistic):.3f}, p = {float(result.pvalue):.3g}"
         lines += [f"- {text}; better on {sum(a > b for a, b in pairs)} of {len(pairs)} items."]
-    return ["## Backbones", "", *lines] if lines else []
+    return ["## Other backbones and training variants (each adapter alone)", "", *lines] if lines else []
 
 
 def _time_section(items: list[ItemResult]) -> list[str]:

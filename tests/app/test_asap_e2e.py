@@ -30,7 +30,8 @@ def test_every_committed_item_passed_the_full_check(asap_artifacts: Path) -> Non
     adapters = json.loads((REPO / "adapters" / "manifest.json").read_text())["items"]
     assert set(manifest["items"]) == {item_id for item_id, entry in adapters.items() if entry.get("current")}
     for item_id, served in manifest["items"].items():
-        item = load_asap_item(item_id.removesuffix("-e5"))
+        config_path = REPO / "adapters" / item_id / adapters[item_id]["current"] / "config.json"
+        item = load_asap_item(json.loads(config_path.read_text()).get("source_item", item_id))  # asap-01-e5: asap-01
         # An ensemble item: its combination reproduced training's QWK on both splits, and its first member's
         # own entry (the fast mode) passed the head check like every single item.
         for entry in (served, served["fast"]) if "fast" in served else (served,):

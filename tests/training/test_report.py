@@ -106,3 +106,24 @@ def test_report_has_a_column_per_further_backbone(tmp_path: Path) -> None:
     assert row_01.endswith("| 0.845 | 95 |") and row_02.endswith("| – | – |")
     assert "mean test-QWK difference (e5-multilingual − minilm-en) +0.033" in markdown
     assert "e5-multilingual: S = 9" in markdown and "e5-multilingual (1 items): training 95 s" in markdown
+
+
+def test_an_extra_member_of_the_default_backbone_is_a_column_not_an_item(tmp_path: Path) -> None:
+    adapters = _adapters(tmp_path / "adapters")
+    manifest = json.loads((adapters / "manifest.json").read_text())
+    manifest["items"]["asap-01-r2"] = dict(manifest["items"]["asap-01"])  # same backbone: minilm-en
+    (adapters / "manifest.json").write_text(json.dumps(manifest))
+    own = json.loads((adapters / "asap-01" / "v1" / "metrics.json").read_text())
+    _write(adapters / "asap-01-r2" / "v1" / "metrics.json", {
+        **own, "test": _split(own["test"]["qwk"] - 0.02, 16),
+        "validation": {**own["validation"], "qwk": own["validation"]["qwk"] + 0.04}})
+    _write(adapters / "asap-01-r2" / "v1" / "config.json", {
+        **json.loads((adapters / "asap-01" / "v1" / "config.json").read_text()), "source_item": "asap-01",
+        "member_tag": "r2"})
+
+    markdown = write_report(adapters, tmp_path / "full_ft", tmp_path / "reports").read_text()
+
+    assert not any(line.startswith("| asap-01-r2 |") for line in markdown.splitlines())
+    assert "minilm-en/r2 QWK" in markdown and "trained on both raters' scores" in markdown
+    assert "mean validation-QWK difference +0.040; mean test-QWK difference (minilm-en/r2 − minilm-en) -0.020" \
+        in markdown

@@ -38,3 +38,24 @@ def test_fitted_weights_drop_a_useless_member(tmp_path: Path, monkeypatch: pytes
     # noise drags the equal mean down; the fitted weights learn on four folds to lean on the good member
     assert rules["weights"]["crossfit_validation_qwk"] > rules["equal"]["crossfit_validation_qwk"]
     assert all(-1 <= rule["test_qwk"] <= 1 for rule in rules.values())
+
+
+def test_lever_study_compares_every_way_with_the_own_adapter(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import lever_study
+
+    members = [candidate("a@v1", "minilm-en", TRUTH, 0.35, 1), candidate("b@v1", "e5", TRUTH, 0.35, 11),
+               candidate("c@v1", "minilm-en", TRUTH, 0.35, 31), candidate("lexical", "", TRUTH, 0.35, 21)]
+    members[2].tag = "r2"
+    for item_id in ("x", "y"):
+        save_probabilities(tmp_path / f"{item_id}.npz", members, TRUTH)
+    monkeypatch.setattr(weights_study, "PROBABILITIES", tmp_path)
+    summary = lever_study.summarise({item_id: lever_study.score_item(item_id) for item_id in ("x", "y")})
+    assert {"minilm-en", "e5", "minilm-en/r2"} <= set(summary)  # each adapter alone
+    both = summary["minilm-en+minilm-en/r2"]
+    assert (both["trunk_runs"], both["member_runs"]) == (1, 2)  # one trunk serves both heads
+    assert summary["minilm-en+e5+minilm-en/r2+lexical"]["trunk_runs"] == 2
+    everything = summary["minilm-en+e5+minilm-en/r2+lexical"]["test_vs_own_adapter"]
+    assert everything["low"] <= everything["difference"] <= everything["high"]
+    assert everything["difference"] > 0  # four independent errors voted down beat one member
+    assert "test_vs_own_adapter" not in summary["minilm-en"]
