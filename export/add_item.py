@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core.item_ids import ITEM_ID
@@ -16,26 +17,32 @@ from core.manifest import item_spec, single_entry
 from export.pipeline import ExportOptions, export_all
 from training.add_item import DEFAULT_COLUMNS, load_item_file
 from training.artifacts import accept_version
-from training.backbones import adapter_key
-from training.data import Columns, DataError, ScoreRange
+from training.backbones import adapter_key, default_split_layer
+from training.data import Columns, DataError, ItemData, ScoreRange, read_second_scores, with_second_scores
 from training.ensemble_build import ENSEMBLES, apply_choice, build_ensemble, write_ensemble
 from training.pipeline import QualityRefused, train_adapter
 from training.recipes import Recipe, recipe_config
 from training.trainer import TrainConfig
 
 RESERVED_IDS = {ENSEMBLES, "backbones"}  # folders of adapters/ that are not items
+# --accurate: the other backbone whose adapter joins the item (the shipped ASAP ensembles pair the two)
+ACCURATE_PARTNER = {"minilm-en": "e5-multilingual", "e5-multilingual": "minilm-en"}
 
 
 def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters: Path, out: Path,
              config: TrainConfig, min_test_qwk: float, columns: Columns = DEFAULT_COLUMNS,
              backbone: str = "minilm-en", recipe: Recipe = "auto", accept: str | None = None,
-             lexical: bool = True) -> dict[str, object]:
+             lexical: bool = True, second_score_column: str | None = None,
+             accurate: bool = False) -> dict[str, object]:
     """Validate, split, train (with the recipe for the item's size), evaluate, write adapters/<id>/vN and
     export it. `accept`: serve that already trained version (a refused candidate) instead of training.
     `lexical`: serve the adapter with the lexical member (averaged probabilities, decoded by training's
     ensemble rule): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
-    (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items. Returns a
-    summary."""
+    (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items.
+    `second_score_column`: a second rater's scores; an extra adapter is trained on both raters (<id>-r2).
+    `accurate`: an extra adapter on the other backbone too (e5-multilingual for a MiniLM item), two trunks
+    per answer. Every member trained is served: the ASAP choice (reports/levers.json) is all of them.
+    Returns a summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
     if item_id in RESERVED_IDS:
@@ -44,25 +51,28 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
     if accept is not None:
         adapter = accept_version(adapters, adapter_key(item_id, backbone), accept).config
+        others: list[str] = []
     else:
         config = recipe_config(item, config, recipe)
         adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
-    if lexical:
+        others = train_members(item, data, adapters, config, backbone, columns, second_score_column, accurate)
+    exported = (str(adapter["backbone"]["name"]), *others)
+    if lexical or len(exported) > 1 or second_score_column:
         # The lexical member is refitted on training + validation answers once the choice is made: on small
         # items every answer counts (reports/small_data.md: refit against not, same adapter and choice).
-        built, _ = build_ensemble(item, adapters, max_trunks=1, force=True,
+        built, _ = build_ensemble(item, adapters, max_trunks=len(exported), lexical=lexical, force=True,
                                   backbone_folder=backbone if Path(backbone).is_dir() else None, refit_lexical=True)
-        wanted = f"{adapter['backbone']['name']}+lexical"
-        write_ensemble(adapters, apply_choice(built, wanted if len(built["candidates"]) > 1 else None))
+        everything = max(built["candidates"], key=lambda candidate: len(candidate["members"]))
+        write_ensemble(adapters, apply_choice(built, everything["signature"]))
     trained = time.perf_counter() - started
     key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
     low = item.score_range.low
-    texts = {key: {name: ([t for t, _ in rows], [s - low for _, s in rows])
+    texts = {item_id: {name: ([t for t, _ in rows], [s - low for _, s in rows])  # every member's held-out answers
                        for name, rows in (("validation", item.validation), ("test", item.test))}}
     # Only the new item's backbone is exported: the other backbones' heads stay as they were.
     manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
                                         backbone=backbone if Path(backbone).is_dir() else None,
-                                        backbones=(str(adapter["backbone"]["name"]),)))
+                                        backbones=exported))
     entry, single = manifest["items"][key], single_entry(manifest["items"][key])
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
             "members": item_spec(out, key, entry, manifest).member_names,
@@ -75,13 +85,31 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
 
 
+def train_members(item: ItemData, data: Path, adapters: Path, config: TrainConfig, backbone: str,
+                  columns: Columns, second_score_column: str | None, accurate: bool) -> list[str]:
+    """The extra members' adapters; returns the further backbones they need exported."""
+    if second_score_column:
+        second = read_second_scores(data, columns.text, second_score_column, item.score_range)
+        if not second:
+            raise DataError(data, None, f"no second scores in column {second_score_column!r}")
+        train_adapter(with_second_scores(item, second), adapters, config, backbone, force=True, member_tag="r2")
+    if not accurate:
+        return []
+    other = ACCURATE_PARTNER.get(backbone)
+    if other is None:
+        raise DataError(data, None, f"--accurate pairs {sorted(ACCURATE_PARTNER)} with each other, not {backbone!r}")
+    train_adapter(item, adapters, replace(config, split_layer=default_split_layer(other)), other, force=True)
+    return [other]
+
+
 def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
     """The CLI command; `config` is the training configuration training's CLI built from the options."""
     score_range = ScoreRange.parse(args.score_range) if args.score_range else None
     columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
     try:
         summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept, args.lexical)
+                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept, args.lexical,
+                           args.second_score_column, args.accurate)
     except QualityRefused as exc:
         print(f"\nrefused: {exc}", file=sys.stderr)  # on its own line, after the progress bar
         return 3

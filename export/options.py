@@ -43,11 +43,13 @@ class ExportOptions:
 
 
 def item_texts(record: AdapterRecord, options: ExportOptions) -> dict[str, tuple[list[str], list[int]]]:
-    """Validation + test answers of the item where its data is at hand (ASAP items: the shared data set)."""
-    if record.item_id in options.item_texts:
-        return options.item_texts[record.item_id]
-    data_root = options.data_root
+    """Validation + test answers of the item where its data is at hand (given by the adapter's own key or by
+    the data set item all its adapters share; ASAP items: the shared data set)."""
     source_item = str(record.config.get("source_item", record.item_id))  # asap-01-e5 -> asap-01
+    for key in (record.item_id, source_item):
+        if key in options.item_texts:
+            return options.item_texts[key]
+    data_root = options.data_root
     if source_item not in ASAP_ITEMS:
         return {}
     try:

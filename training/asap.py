@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from training.data import Columns, DataError, ItemData, ScoreRange, item_from_rows, read_scored_table
+from training.data import (
+    Columns,
+    DataError,
+    ItemData,
+    ScoreRange,
+    item_from_rows,
+    read_scored_table,
+    with_second_scores,
+)
 
 ASAP_ITEMS = [f"asap-{number:02d}" for number in range(1, 11)]
 # From the data set's README (rubrics): 0-3 for sets 1, 2, 5, 6 and 0-2 for the rest.
@@ -70,9 +78,5 @@ def second_scores(item_id: str, root: Path | None = None) -> dict[str, int]:
 
 
 def with_both_raters(item: ItemData, root: Path | None = None) -> ItemData:
-    """Each training answer twice, once per rater: raters who disagree teach the model that the answer sits
-    between two scores. Validation and test keep Score1, the official score, so figures stay comparable."""
-    second = second_scores(item.item_id, root)
-    extra = [(text, second[text]) for text, _ in item.train if text in second]
-    return ItemData(item.item_id, item.score_range, train=item.train + extra, validation=item.validation,
-                    test=item.test, prompt=item.prompt)
+    """Each training answer twice, once with each rater's score (training/data.py with_second_scores)."""
+    return with_second_scores(item, second_scores(item.item_id, root))

@@ -213,3 +213,23 @@ def item_from_rows(
     if not item.train or not item.validation or not item.test:
         raise DataError(item_id, None, "too few rows to form train, validation and test sets")
     return item
+
+
+def with_second_scores(item: ItemData, second: dict[str, int]) -> ItemData:
+    """Each training answer a second rater scored appears twice, once per rater: raters who disagree teach the
+    model that the answer sits between two scores. Validation and test keep the first (official) score, so
+    every figure stays comparable with training on one rater."""
+    extra = [(text, second[text]) for text, _ in item.train if text in second]
+    return ItemData(item.item_id, item.score_range, train=item.train + extra, validation=item.validation,
+                    test=item.test, prompt=item.prompt)
+
+
+def read_second_scores(path: Path, text_column: str, score_column: str,
+                       score_range: ScoreRange | None) -> dict[str, int]:
+    """Answer text -> the second rater's score, for the rows that have one (an empty cell: none)."""
+    second: dict[str, int] = {}
+    for row, record in _read_rows(path):
+        value, text = record.get(score_column), record.get(text_column)
+        if value not in (None, "") and isinstance(text, str):
+            second[text] = _parse_score(path, row, value, score_range)
+    return second

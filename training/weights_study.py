@@ -9,6 +9,9 @@ cross-fitted validation QWK, on the folds the shipped choice uses:
 - stacker: multinomial logistic regression on the members' log-probabilities, fitted on four folds, its
   thresholds tuned on its own cross-validated predictions there, applied to the fifth.
 Each rule refitted on the whole validation set gives the test QWK, reported only: test chooses nothing.
+By default the study looks at the LEADING kinds of reports/levers.json (`python -m training.lever_study`):
+those with the best mean cross-fitted validation QWK under equal weights (fitting weights is ~100 s of CPU
+per kind and item, so not every kind is tried).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROBABILITIES = REPO / "runs" / "ensemble_probabilities"
 RESULTS = REPO / "reports" / "weights.json"
 GRID_STEP = 4  # weights in quarters
+LEVERS = REPO / "reports" / "levers.json"
+LEADING = 3
 Arrays = list[NDArray[np.float64]]
 # A rule fitted on (members' probabilities, truth) returns how to score other answers' probabilities.
 Rule = Callable[[Arrays, NDArray[np.int64]], Callable[[Arrays], NDArray[np.int64]]]
@@ -117,13 +122,24 @@ def crossfit(rule: Rule, members: Arrays, truth: NDArray[np.int64], fold: NDArra
     return quadratic_weighted_kappa(list(truth), list(predicted), list(range(members[0].shape[1])))
 
 
-def study_item(item_id: str) -> dict[str, Any]:
+def leading_kinds(count: int = LEADING) -> list[str] | None:
+    """The ensemble kinds (two members or more) with the best equal-weight cross-fitted validation QWK."""
+    if not LEVERS.is_file():
+        return None
+    levers: dict[str, Any] = json.loads(LEVERS.read_text())
+    mixed = [kind for kind, entry in levers.items() if entry["member_runs"] > 1]
+    return sorted(mixed, key=lambda kind: -levers[kind]["crossfit_validation_qwk"])[:count]
+
+
+def study_item(item_id: str, wanted: list[str] | None = None) -> dict[str, Any]:
     labels, members, truth = load(item_id)
     fold = folds_of(list(truth["validation"]))
     classes = list(range(members["validation"][0].shape[1]))
     results: dict[str, Any] = {}
     for subset in kinds(labels):
         kind = "+".join(labels[n] for n in subset)
+        if wanted is not None and kind not in wanted:
+            continue
         chosen = {split: [members[split][n] for n in subset] for split in members}
         results[kind] = {}
         for name, rule in RULES.items():
@@ -153,12 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.weights_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS)
+    parser.add_argument("--kinds", nargs="+", default=None,
+                        help=f"ensemble kinds to study (default: the {LEADING} leading ones of reports/levers.json)")
     parser.add_argument("--force", action="store_true", help="redo items already in reports/weights.json")
     args = parser.parse_args(argv)
+    wanted = args.kinds or leading_kinds()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.force else {}
     for item_id in tqdm(args.items, desc="weights study", unit="item"):
         if item_id not in results:
-            results[item_id] = study_item(item_id)
+            results[item_id] = study_item(item_id, wanted)
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(markdown(results))
     return 0

@@ -12,7 +12,7 @@ import pytest
 from export.add_item import add_item
 from tests.conftest import Server
 from training.artifacts import current_record
-from training.asap import load_asap_item
+from training.asap import load_asap_item, second_scores
 from training.data import DataError, ScoreRange
 from training.pipeline import QualityRefused
 from training.trainer import TrainConfig
@@ -55,6 +55,29 @@ def test_add_item_then_served(tiny_backbone: Path, tmp_path: Path) -> None:
         assert scored["members"] == summary["members"]
     finally:
         server.stop()
+
+
+def test_a_second_rater_column_adds_a_both_raters_member(tiny_backbone: Path, tmp_path: Path) -> None:
+    second = second_scores("asap-01")
+    answers = load_asap_item("asap-01").train[::7][:120]
+    data = tmp_path / "two-raters.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["answer", "score", "score2"])
+        writer.writerows([(text, score, second.get(text, "")) for text, score in answers])
+    adapters, out = tmp_path / "adapters", tmp_path / "onnx"
+    summary = add_item("acid-rain-3", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=-1.0,
+                       backbone=str(tiny_backbone), recipe="standard", second_score_column="score2")
+    assert summary["members"] == ["acid-rain-3@v1", "acid-rain-3-r2@v1", f"lexical@{summary['version']}"]
+    own, both = current_record(adapters, "acid-rain-3"), current_record(adapters, "acid-rain-3-r2")
+    assert own is not None and both is not None and both.config["member_tag"] == "r2"
+    assert both.metrics["sizes"]["train"] > own.metrics["sizes"]["train"]  # the second rater's rows too
+    assert both.metrics["sizes"]["test"] == own.metrics["sizes"]["test"]  # held-out answers: first score only
+    served = json.loads((out / "manifest.json").read_text())["items"]["acid-rain-3"]
+    assert served["validation"] == "full" and set(served["qwk"]) == {"test"}
+    with pytest.raises(DataError, match="no second scores"):
+        add_item("acid-rain-4", write_item_file(tmp_path / "one.csv"), ScoreRange(0, 3), adapters, out, FAST,
+                 min_test_qwk=-1.0, backbone=str(tiny_backbone), second_score_column="score2")
 
 
 def test_quality_floor_refuses_keeps_the_candidate_and_accept_serves_it(tiny_backbone: Path,
