@@ -11,7 +11,8 @@ from training.metrics import fisher_z_mean
 from training.report_data import DASH, ItemResult, Json, kind_note, load_items, other_backbones, read_json
 from training.report_data import fmt as _fmt
 from training.report_data import table as _table
-from training.report_ensembles import ensemble_section
+from training.report_ensembles import ensemble_section, read_ensembles
+from training.report_levers import domain_section, levers_section, weights_section
 from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,6 +165,12 @@ def _reproduce_section() -> list[str]:
             "python -m training.decoding_study", "python -m training report", "```"]
 
 
+def shipped_kind(adapters: Path) -> str | None:
+    """The kind of ensemble served (the pooled choice: the same for every item), if there are ensembles."""
+    kinds = {ensemble["chosen"]["signature"] for ensemble in read_ensembles(adapters).values()}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
     items = load_items(adapters, full_dir)
     if not items:
@@ -177,7 +184,8 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
-        ensemble_section(items, adapters, REPO / "bench" / "results"), _time_section(items),
+        ensemble_section(items, adapters, REPO / "bench" / "results"),
+        levers_section(out, shipped_kind(adapters)), weights_section(out), domain_section(out), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",

@@ -58,9 +58,10 @@ def ensemble_section(items: list[ItemResult], adapters: Path, http_results: Path
     kinds = sorted({c["signature"] for e in ensembles.values() for c in e["candidates"]}, key=len)
     lines = ["## Ensembles (shipped default)", "",
              "`python -m training ensemble --items all` evaluates, per item, the MiniLM adapter alone and with "
-             "every combination of the E5 adapter and the lexical member (word 1–2 + char 2–5 gram TF-IDF, "
-             "logistic regression, fitted on the training answers, shipped as ONNX). Members' probabilities "
-             "are averaged with equal weights; thresholds are tuned on validation. Kinds of ensemble are "
+             "every combination of the item's other adapters (E5; MiniLM trained on both raters, `r2`; MiniLM "
+             "with another seed, `s14`) and the lexical member (word 1–2 + char 2–5 gram TF-IDF, "
+             "logistic regression, fitted on the training answers, shipped as ONNX), within two trunks. "
+             "Members' probabilities are averaged with equal weights; thresholds are tuned on validation. Kinds of ensemble are "
              "compared by 5-fold cross-fitted validation QWK (thresholds tuned on four folds, scored on the "
              "fifth), pooled over the ten items; the best kind is shipped for every item. Test answers "
              "choose nothing.", "",
