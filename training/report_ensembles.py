@@ -61,7 +61,8 @@ def ensemble_section(items: list[ItemResult], adapters: Path, http_results: Path
              "every combination of the item's other adapters (E5; MiniLM trained on both raters, `r2`; MiniLM "
              "with another seed, `s14`) and the lexical member (word 1–2 + char 2–5 gram TF-IDF, "
              "logistic regression, fitted on the training answers, shipped as ONNX), within two trunks. "
-             "Members' probabilities are averaged with equal weights; thresholds are tuned on validation. Kinds of ensemble are "
+             "Members' probabilities are averaged with equal weights; thresholds are tuned on validation. "
+             "Kinds of ensemble are "
              "compared by 5-fold cross-fitted validation QWK (thresholds tuned on four folds, scored on the "
              "fifth), pooled over the ten items; the best kind is shipped for every item. Test answers "
              "choose nothing.", "",
