@@ -42,6 +42,12 @@ TextsOf = Callable[[str], dict[str, tuple[list[str], list[int]]]]
 QWK_TOLERANCE = 0.01  # ONNX vs PyTorch logits differ by <= 1e-4: a handful of borderline answers may flip
 
 
+def adapters_in_ensembles(adapters: Path) -> set[str]:
+    """The adapter keys some item's chosen ensemble names as members."""
+    return {str(member["adapter"]) for path in sorted((adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}"))
+            for member in json.loads(path.read_text())["members"] if member["kind"] == "adapter"}
+
+
 def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions,
                     texts_of: TextsOf) -> None:
     """Turn each item with a chosen multi-member ensemble into an ensemble entry, in place.

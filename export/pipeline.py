@@ -20,7 +20,7 @@ from typing import Any
 from core.manifest import MANIFEST_FORMAT, backbone_entries, read_manifest, single_view, write_manifest
 from export import graphs
 from export.backbone import export_backbone
-from export.ensemble import apply_ensembles
+from export.ensemble import adapters_in_ensembles, apply_ensembles
 from export.options import EXPORTER_VERSION, ExportOptions, item_texts
 from export.validate import ValidationError
 from training.artifacts import AdapterRecord, load_record
@@ -44,6 +44,11 @@ def export_all(options: ExportOptions) -> dict[str, Any]:
         raise ValidationError(f"no adapters listed in {options.adapters / 'manifest.json'}")
     records = {item_id: load_record(options.adapters / item_id / entry["current"])
                for item_id, entry in sorted(adapters.items()) if entry.get("current")}  # not refused candidates
+    # Extra members (another seed, both raters: adapters with a member tag) are exported only where a chosen
+    # ensemble serves them; an unchosen candidate is evidence for the accuracy report, not a served item.
+    serving = adapters_in_ensembles(options.adapters)
+    records = {item_id: record for item_id, record in records.items()
+               if not record.config.get("member_tag") or item_id in serving}
     groups: dict[str, dict[str, AdapterRecord]] = {}
     for item_id, record in records.items():
         groups.setdefault(record.config["backbone"]["name"], {})[item_id] = record

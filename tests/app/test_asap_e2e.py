@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from export.ensemble import adapters_in_ensembles
 from tests.conftest import REPO, Server
 from training.asap import load_asap_item
 from training.metrics import quadratic_weighted_kappa
@@ -28,7 +29,17 @@ def test_every_committed_item_passed_the_full_check(asap_artifacts: Path) -> Non
     answers (the exporter refuses a head that does not), not only on its golden answers."""
     manifest = json.loads((asap_artifacts / "manifest.json").read_text())
     adapters = json.loads((REPO / "adapters" / "manifest.json").read_text())["items"]
-    assert set(manifest["items"]) == {item_id for item_id, entry in adapters.items() if entry.get("current")}
+    serving = adapters_in_ensembles(REPO / "adapters")
+
+    def tagged(item_id: str) -> bool:
+        config = REPO / "adapters" / item_id / adapters[item_id]["current"] / "config.json"
+        return bool(json.loads(config.read_text()).get("member_tag"))
+
+    # every current adapter, except extra members (another seed, both raters) no chosen ensemble serves
+    expected = {item_id for item_id, entry in adapters.items() if entry.get("current")
+                and (not tagged(item_id) or item_id in serving)}
+    assert set(manifest["items"]) == expected
+    assert {item_id for item_id in expected if tagged(item_id)} == {i for i in serving if tagged(i)}
     for item_id, served in manifest["items"].items():
         config_path = REPO / "adapters" / item_id / adapters[item_id]["current"] / "config.json"
         item = load_asap_item(json.loads(config_path.read_text()).get("source_item", item_id))  # asap-01-e5: asap-01
