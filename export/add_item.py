@@ -40,13 +40,16 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     ensemble rule): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
     (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items.
     `second_score_column`: a second rater's scores; an extra adapter is trained on both raters (<id>-r2).
-    `accurate`: an extra adapter on the other backbone too (e5-multilingual for a MiniLM item), two trunks
-    per answer. Every member trained is served: the ASAP choice (reports/levers.json) is all of them.
+    `accurate`: the members of the shipped ASAP ensembles (reports/levers.json): an adapter of another seed on
+    the same trunk and one on the other backbone (e5-multilingual for a MiniLM item), two trunks per answer.
+    Every member trained is served together.
     Returns a summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
     if item_id in RESERVED_IDS:
         raise DataError(data, None, f"item id {item_id!r} is reserved (adapters/{item_id}/ holds other files)")
+    if accurate and backbone not in ACCURATE_PARTNER:
+        raise DataError(data, None, f"--accurate pairs {sorted(ACCURATE_PARTNER)} with each other, not {backbone!r}")
     started = time.perf_counter()
     item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
     if accept is not None:
@@ -95,9 +98,9 @@ def train_members(item: ItemData, data: Path, adapters: Path, config: TrainConfi
         train_adapter(with_second_scores(item, second), adapters, config, backbone, force=True, member_tag="r2")
     if not accurate:
         return []
-    other = ACCURATE_PARTNER.get(backbone)
-    if other is None:
-        raise DataError(data, None, f"--accurate pairs {sorted(ACCURATE_PARTNER)} with each other, not {backbone!r}")
+    other = ACCURATE_PARTNER[backbone]
+    seed = config.seed + 1  # the ASAP ensembles' second MiniLM member: seed 14 beside 13 (tag s14)
+    train_adapter(item, adapters, replace(config, seed=seed), backbone, force=True, member_tag=f"s{seed}")
     train_adapter(item, adapters, replace(config, split_layer=default_split_layer(other)), other, force=True)
     return [other]
 

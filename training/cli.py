@@ -271,8 +271,8 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     add.add_argument("--second-score-column", default=None, metavar="COLUMN",
                      help="a second rater's scores: an extra adapter trained on both raters joins the item")
     add.add_argument("--accurate", action="store_true",
-                     help="the shipped ASAP recipe: an adapter on the other backbone (E5 for a MiniLM item) joins "
-                          "too; two trunk runs per answer, several minutes more training")
+                     help="the shipped ASAP recipe: a second-seed adapter and one on the other backbone (E5 for a "
+                          "MiniLM item) join too; two trunk runs per answer, several minutes more training")
     _add_train_options(add)
     add.set_defaults(func=_add_item_command(add_item))
 

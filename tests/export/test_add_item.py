@@ -121,6 +121,9 @@ def test_bad_item_id_and_bad_file(tiny_backbone: Path, tmp_path: Path) -> None:
         add_item("../etc", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone))
     with pytest.raises(DataError, match="reserved"):
         add_item("ensembles", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone))
+    with pytest.raises(DataError, match="--accurate pairs"):  # before any training: no partner backbone
+        add_item("ok-id", data, None, tmp_path / "a", tmp_path / "o", FAST, -1.0, backbone=str(tiny_backbone),
+                 accurate=True)
     bad = tmp_path / "bad.csv"
     bad.write_text("answer,score\nfine,1\nnot fine,9\n")
     with pytest.raises(DataError, match=r"row 3.*outside the declared range"):
