@@ -32,6 +32,7 @@ from training.tokenize import encode_texts, load_tokenizer
 from training.trainer import length_batches
 
 MASK_SHARE = 0.15
+FULL_LEARNING_RATE = 5e-5  # the paper's, for --full (every weight updated)
 
 
 @dataclass
@@ -161,7 +162,8 @@ def adapt(config: DomainConfig, out: Path, work: Path) -> dict[str, Any]:
     masked_lm, trainable = prepare(model, config)
     vocab = masked_lm.embeddings.word.weight.shape[0]
     before = masked_loss(masked_lm, held_out, special, mask_id, vocab, config.seed)
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate if not config.full else 5e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate if not config.full else FULL_LEARNING_RATE,
+                                  weight_decay=0.01)
     steps_per_epoch = -(-len(train_rows) // config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, int(total * config.warmup_share))

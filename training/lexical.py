@@ -55,6 +55,11 @@ def fit_lexical(texts: Sequence[str], classes: Sequence[int], num_labels: int, s
                     target_opset={"": 17, "ai.onnx.ml": 3})
     if present != list(range(num_labels)):
         widen(graph, present, num_labels)
+    # skl2onnx lists the opset imports in set order, which varies between processes: sorted, the same fit
+    # gives the same bytes (and hash, and ensemble version) on every rebuild.
+    imports = sorted(graph.opset_import, key=lambda entry: entry.domain)
+    del graph.opset_import[:]
+    graph.opset_import.extend(imports)
     return bytes(graph.SerializeToString())
 
 

@@ -47,3 +47,18 @@ def test_refit_serves_a_train_plus_validation_fit_but_chooses_on_the_train_fit()
     assert np.array_equal(refit.probabilities["test"], served)
     both = fit_lexical([text for text, _ in TRAIN + validation], [score for _, score in TRAIN + validation], 3, 13)
     assert refit.onnx == both and plain.onnx != both
+
+
+def test_the_same_fit_gives_the_same_bytes_in_every_process() -> None:
+    """The graph's hash names the member in ensemble.json: a rebuild must not change it by set order."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import hashlib, sys; from tests.training.test_lexical import TRAIN; "
+              "from training.lexical import fit_lexical; "
+              "sys.stdout.write(hashlib.sha256(fit_lexical([t for t, _ in TRAIN], [s for _, s in TRAIN], 3))"
+              ".hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(digests) == 1
