@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from core.item_ids import ITEM_ID
 from core.manifest import item_spec, single_entry
@@ -54,17 +55,19 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
     if accept is not None:
         adapter = accept_version(adapters, adapter_key(item_id, backbone), accept).config
-        others: list[str] = []
+        members: list[dict[str, Any]] = []
     else:
         config = recipe_config(item, config, recipe)
         adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
-        others = train_members(item, data, adapters, config, backbone, columns, second_score_column, accurate)
-    exported = (str(adapter["backbone"]["name"]), *others)
-    if lexical or len(exported) > 1 or second_score_column:
+        members = train_members(item, data, adapters, config, backbone, columns, second_score_column, accurate)
+    exported = tuple(dict.fromkeys(str(a["backbone"]["name"]) for a in [adapter, *members]))
+    if lexical or members:
         # The lexical member is refitted on training + validation answers once the choice is made: on small
         # items every answer counts (reports/small_data.md: refit against not, same adapter and choice).
+        # Only this run's adapters: members an earlier --accurate run left behind were trained on other data.
         built, _ = build_ensemble(item, adapters, max_trunks=len(exported), lexical=lexical, force=True,
-                                  backbone_folder=backbone if Path(backbone).is_dir() else None, refit_lexical=True)
+                                  backbone_folder=backbone if Path(backbone).is_dir() else None, refit_lexical=True,
+                                  only={str(a["item_id"]) for a in [adapter, *members]})
         everything = max(built["candidates"], key=lambda candidate: len(candidate["members"]))
         write_ensemble(adapters, apply_choice(built, everything["signature"]))
     trained = time.perf_counter() - started
@@ -89,20 +92,23 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
 
 
 def train_members(item: ItemData, data: Path, adapters: Path, config: TrainConfig, backbone: str,
-                  columns: Columns, second_score_column: str | None, accurate: bool) -> list[str]:
-    """The extra members' adapters; returns the further backbones they need exported."""
+                  columns: Columns, second_score_column: str | None, accurate: bool) -> list[dict[str, Any]]:
+    """The extra members' adapters (their configs)."""
+    trained = []
     if second_score_column:
         second = read_second_scores(data, columns.text, second_score_column, item.score_range)
         if not second:
             raise DataError(data, None, f"no second scores in column {second_score_column!r}")
-        train_adapter(with_second_scores(item, second), adapters, config, backbone, force=True, member_tag="r2")
-    if not accurate:
-        return []
-    other = ACCURATE_PARTNER[backbone]
-    seed = config.seed + 1  # the ASAP ensembles' second MiniLM member: seed 14 beside 13 (tag s14)
-    train_adapter(item, adapters, replace(config, seed=seed), backbone, force=True, member_tag=f"s{seed}")
-    train_adapter(item, adapters, replace(config, split_layer=default_split_layer(other)), other, force=True)
-    return [other]
+        trained.append(train_adapter(with_second_scores(item, second), adapters, config, backbone, force=True,
+                                     member_tag="r2")[0])
+    if accurate:
+        other = ACCURATE_PARTNER[backbone]
+        seed = config.seed + 1  # the ASAP ensembles' second MiniLM member: seed 14 beside 13 (tag s14)
+        trained.append(train_adapter(item, adapters, replace(config, seed=seed), backbone, force=True,
+                                     member_tag=f"s{seed}")[0])
+        trained.append(train_adapter(item, adapters, replace(config, split_layer=default_split_layer(other)), other,
+                                     force=True)[0])
+    return trained
 
 
 def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:

@@ -109,13 +109,14 @@ def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
 def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
                    force: bool = False, backbone_folder: str | None = None,
                    refit_lexical: bool = False, keep_probabilities: Path | None = None,
-                   ) -> tuple[dict[str, Any], bool]:
+                   only: set[str] | None = None) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
     ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
     refit_lexical: the lexical member served is refitted on training + validation answers (small items).
     keep_probabilities: a folder for <item>.npz, every candidate's validation and test probabilities (for
-    studies of other combination rules: training/weights_study.py), written when the ensemble is built."""
-    records = item_adapters(adapters, item.item_id)
+    studies of other combination rules: training/weights_study.py), written when the ensemble is built.
+    only: the adapter keys that may be members (None: every current adapter of the item)."""
+    records = [record for record in item_adapters(adapters, item.item_id) if only is None or record.item_id in only]
     if not records:
         raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
     key = fingerprint({"data": data_fingerprint(item.splits()), "recipe": RECIPE, "lexical": lexical,

@@ -75,6 +75,10 @@ def test_a_second_rater_column_adds_a_both_raters_member(tiny_backbone: Path, tm
     assert both.metrics["sizes"]["test"] == own.metrics["sizes"]["test"]  # held-out answers: first score only
     served = json.loads((out / "manifest.json").read_text())["items"]["acid-rain-3"]
     assert served["validation"] == "full" and set(served["qwk"]) == {"test"}
+    # Added again without the second rater: the earlier run's both-raters adapter is not a member any more.
+    again = add_item("acid-rain-3", write_item_file(tmp_path / "one.csv", rows=120), ScoreRange(0, 3), adapters,
+                     out, FAST, min_test_qwk=-1.0, backbone=str(tiny_backbone), recipe="standard")
+    assert again["members"] == ["acid-rain-3@v2", f"lexical@{again['version']}"]
     with pytest.raises(DataError, match="no second scores"):
         add_item("acid-rain-4", write_item_file(tmp_path / "one.csv"), ScoreRange(0, 3), adapters, out, FAST,
                  min_test_qwk=-1.0, backbone=str(tiny_backbone), second_score_column="score2")
