@@ -25,17 +25,20 @@ def _members(kind: str) -> str:
     return " + ".join(kind.split("+"))
 
 
-def levers_section(reports: Path, shipped_kind: str | None) -> list[str]:
+def levers_section(reports: Path, shipped_kind: str | None, costs_path: Path) -> list[str]:
+    """costs_path: bench/results/ensemble_configs.json (engine answers/s per kind), where it was measured."""
     levers = _read(reports / "levers.json")
     if levers is None:
         return []
+    costs = (_read(costs_path) or {}).get("kinds", {})
     rows = []
     for kind, entry in sorted(levers.items(), key=lambda kv: -kv[1]["crossfit_validation_qwk"]):
         versus = entry.get("test_vs_own_adapter")
         rows.append([_members(kind) + (" **(shipped)**" if kind == shipped_kind else ""),
                      _fmt(entry["crossfit_validation_qwk"]), _fmt(entry["test_qwk"]),
                      f"{versus['difference']:+.3f} [{versus['low']:+.3f}, {versus['high']:+.3f}]" if versus else "–",
-                     str(entry["trunk_runs"]), str(entry["member_runs"])])
+                     str(entry["trunk_runs"]), str(entry["member_runs"]),
+                     _fmt(costs[kind]["engine_answers_per_s"], 0) if kind in costs else "–"])
     tags = sorted({part for kind in levers for part in kind.split("+") if "/" in part})
     return ["## Levers, each measured the same way", "",
             "`python -m training.lever_study` rebuilds every way of scoring the ten items from the candidates' "
@@ -45,7 +48,9 @@ def levers_section(reports: Path, shipped_kind: str | None) -> list[str]:
             "interval (each item's test answers resampled, 1000 times). "
             + " ".join(f"`{tag}`: {kind_note(tag)}." for tag in tags), "",
             *_table(["members", "cross-fitted val QWK", "test QWK", "test − own adapter [95 %]",
-                     "trunk runs / answer", "member runs / answer"], rows)]
+                     "trunk runs / answer", "member runs / answer", "answers/s (engine, 2 cores)"], rows), "",
+            "Answers/s: `python -m bench.ensemble_configs` (the committed ensembles re-pointed at each kind, the "
+            "same 2,000 ASAP test answers in class sets of 500, one kind after another; – : not measured)."]
 
 
 def weights_section(reports: Path) -> list[str]:
