@@ -8,6 +8,7 @@ validation answers of an ASAP item; fitted weights or a stacker would need cross
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -87,15 +88,20 @@ def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
                   validation_qwk, test)
 
 
+def member_subsets(trunks: Sequence[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:
+    """Candidate index tuples: the first (the item's own adapter) in every one with any of the others, fewest
+    members first, within the trunk budget. trunks: each candidate's backbone, "" for the lexical member."""
+    subsets = [(0, *rest) for size in range(len(trunks)) for rest in combinations(range(1, len(trunks)), size)]
+    return [subset for subset in subsets if len({trunks[n] for n in subset} - {""}) <= max_trunks]
+
+
 def choose(candidates: list[Candidate], truth: dict[str, list[int]], max_trunks: int = DEFAULT_MAX_TRUNKS,
            seed: int = 13) -> tuple[Choice, list[Choice]]:
     """Every subset within the trunk budget, evaluated; the winner has the best cross-fitted validation QWK
     (ties: fewer members). The first candidate (the default backbone's adapter) is in every subset: it is
     what the fast single-head mode serves, and it keeps each subset's trunk cost comparable."""
     fold = folds_of(truth["validation"], seed)
-    primary, others = candidates[0], candidates[1:]
-    subsets = [(primary, *rest) for size in range(len(others) + 1) for rest in combinations(others, size)]
-    evaluated = [evaluate_subset(subset, truth, fold) for subset in subsets
-                 if len({member.backbone for member in subset if member.backbone}) <= max_trunks]
+    evaluated = [evaluate_subset(tuple(candidates[n] for n in subset), truth, fold)
+                 for subset in member_subsets([member.backbone for member in candidates], max_trunks)]
     best = max(evaluated, key=lambda choice: (round(choice.crossfit_qwk, 6), -len(choice.members)))
     return best, evaluated

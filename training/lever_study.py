@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +25,20 @@ from core.decoding import decode
 from core.ensemble import combine
 from training.asap import ASAP_ITEMS
 from training.decoding import tune_thresholds
-from training.ensemble import DEFAULT_MAX_TRUNKS, crossfit_qwk, folds_of
+from training.ensemble import crossfit_qwk, folds_of
 from training.metrics import quadratic_weighted_kappa
 from training.report_ensembles import paired_bootstrap
-from training.weights_study import load
+from training.weights_study import kinds, load, trunk_of
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "reports" / "levers.json"
 OWN = "minilm-en"  # the item's own adapter: what every lever is compared with
 
 
-def trunk_of(label: str) -> str:
-    return "" if label == "lexical" else label.split("/")[0]
-
-
-def ways(labels: list[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:
-    """Each adapter alone, then the own adapter (index 0) with every combination of the others in budget."""
+def ways(labels: list[str]) -> list[tuple[int, ...]]:
+    """Each adapter alone, then every ensemble the build evaluates (the own adapter with others in budget)."""
     alone = [(n,) for n, label in enumerate(labels) if label != "lexical"]
-    mixed = [(0, *rest) for size in range(1, len(labels)) for rest in combinations(range(1, len(labels)), size)]
-    return alone + [way for way in mixed if len({trunk_of(labels[n]) for n in way} - {""}) <= max_trunks]
+    return alone + kinds(labels)
 
 
 def score_item(item_id: str) -> dict[str, dict[str, Any]]:

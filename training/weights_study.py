@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from itertools import combinations, product
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from core.decoding import decode
 from core.ensemble import combine
 from training.asap import ASAP_ITEMS
 from training.decoding import tune_thresholds
-from training.ensemble import DEFAULT_MAX_TRUNKS, folds_of
+from training.ensemble import folds_of, member_subsets
 from training.metrics import quadratic_weighted_kappa
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +56,14 @@ def load(item_id: str) -> tuple[list[str], dict[str, Arrays], dict[str, NDArray[
     return labels, members, truth
 
 
-def kinds(labels: list[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:
-    """Member index tuples with the item's own adapter first, two members or more, within the trunk budget."""
-    trunk = [label.split("/")[0] if label != "lexical" else "" for label in labels]
-    subsets = [(0, *rest) for size in range(1, len(labels)) for rest in combinations(range(1, len(labels)), size)]
-    return [subset for subset in subsets if len({trunk[n] for n in subset if trunk[n]}) <= max_trunks]
+def trunk_of(label: str) -> str:
+    """The backbone a member label runs on ("minilm-en/s14" -> "minilm-en"); "" for the lexical member."""
+    return "" if label == "lexical" else label.split("/")[0]
+
+
+def kinds(labels: list[str]) -> list[tuple[int, ...]]:
+    """The ensemble build's subsets (training/ensemble.py) of two members or more."""
+    return [subset for subset in member_subsets([trunk_of(label) for label in labels]) if len(subset) > 1]
 
 
 def _decoder(probabilities: NDArray[np.float64], truth: NDArray[np.int64]) -> list[float]:
