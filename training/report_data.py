@@ -52,7 +52,7 @@ def kind_note(kind: str) -> str:
     if not tag:
         return f"the same item's adapter on {backbone}"
     if tag not in TAG_NOTES and tag[1:].isdigit() and tag.startswith("s"):  # --seed N --member-tag sN
-        return f"the same item's {backbone} adapter trained with seed {tag[1:]} (the own adapter: 13)"
+        return f"the same item's {backbone} adapter trained with seed {tag[1:]}"
     return f"the same item's {backbone} adapter, {TAG_NOTES.get(tag, f'tagged {tag}')}"
 
 
