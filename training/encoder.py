@@ -17,16 +17,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from training.encoder_layout import LAYOUTS, RELATIVE_BIAS_WEIGHT, Layout, RelativePositionBias
+
 # Linear modules of one layer, by the short names used in configs and adapter files.
 LINEAR_NAMES = ("query", "key", "value", "attn_out", "inter", "out")
-_HF_NAMES = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attn_out": "attention.output.dense",
-    "inter": "intermediate.dense",
-    "out": "output.dense",
-}
+_HF_NAMES = LAYOUTS["bert"].linears
 TARGET_PRESETS = {"qv": ("query", "value"), "all-linear": LINEAR_NAMES}
 
 
@@ -40,12 +35,19 @@ class EncoderConfig:
     max_positions: int
     type_vocab: int
     layer_norm_eps: float
+    architecture: str = "bert"  # a key of encoder_layout.LAYOUTS
+    relative_buckets: int = 0  # MPNet's relative-position bias buckets; 0: none
+
+    @property
+    def layout(self) -> Layout:
+        return LAYOUTS[self.architecture]
 
     @classmethod
     def from_hf(cls, folder: Path) -> EncoderConfig:
         raw = json.loads((folder / "config.json").read_text())
         if raw.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"unsupported activation {raw.get('hidden_act')!r}")
+        architecture = "mpnet" if raw.get("model_type") == "mpnet" else "bert"
         return cls(
             vocab_size=raw["vocab_size"],
             hidden=raw["hidden_size"],
@@ -53,8 +55,10 @@ class EncoderConfig:
             heads=raw["num_attention_heads"],
             intermediate=raw["intermediate_size"],
             max_positions=raw["max_position_embeddings"],
-            type_vocab=raw.get("type_vocab_size", 2),
+            type_vocab=raw.get("type_vocab_size", 2) if architecture == "bert" else 0,
             layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+            architecture=architecture,
+            relative_buckets=raw.get("relative_attention_num_buckets", 32) if architecture == "mpnet" else 0,
         )
 
 
@@ -113,18 +117,30 @@ class Embeddings(nn.Module):
         super().__init__()
         self.word = nn.Embedding(config.vocab_size, config.hidden)
         self.position = nn.Embedding(config.max_positions, config.hidden)
-        self.token_type = nn.Embedding(config.type_vocab, config.hidden)
+        self.position_offset = config.layout.position_offset
+        self.token_type = nn.Embedding(config.type_vocab, config.hidden) if config.type_vocab else None
         self.norm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        # token type 0 everywhere: answers are single segments
-        return self.norm(self.word(input_ids) + self.position(positions) + self.token_type.weight[0])
+        # Batches are right-padded, so every real token's position is its index (+ the layout's offset).
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
+        embedded = self.word(input_ids) + self.position(positions)
+        if self.token_type is not None:
+            embedded = embedded + self.token_type.weight[0]  # token type 0 everywhere: answers are one segment
+        return self.norm(embedded)
 
 
 def mask_to_bias(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
     """(batch, seq) 1/0 mask -> additive (batch, 1, 1, seq) bias."""
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def attention_bias(attention_mask: Tensor, dtype: torch.dtype, position_bias: RelativePositionBias | None) -> Tensor:
+    """The padding mask's bias, plus MPNet's relative-position bias where the backbone has one."""
+    bias = mask_to_bias(attention_mask, dtype)
+    if position_bias is None:
+        return bias
+    return bias + position_bias(attention_mask.shape[1], attention_mask.device).to(dtype)
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -135,14 +151,16 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
 class Trunk(nn.Module):
     """Embeddings + layers [0, split_layer): frozen, identical for every item."""
 
-    def __init__(self, embeddings: Embeddings, layers: list[EncoderLayer]) -> None:
+    def __init__(self, embeddings: Embeddings, layers: list[EncoderLayer],
+                 position_bias: RelativePositionBias | None = None) -> None:
         super().__init__()
         self.embeddings = embeddings
         self.layers = nn.ModuleList(layers)
+        self.position_bias = position_bias
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         hidden = self.embeddings(input_ids)
-        bias = mask_to_bias(attention_mask, hidden.dtype)
+        bias = attention_bias(attention_mask, hidden.dtype, self.position_bias)
         for layer in self.layers:
             hidden = layer(hidden, bias)
         return hidden
@@ -151,14 +169,16 @@ class Trunk(nn.Module):
 class Head(nn.Module):
     """Layers [split_layer, L) (with the item's LoRA) + mean pooling + linear classifier."""
 
-    def __init__(self, layers: list[EncoderLayer], hidden: int, num_labels: int, dropout: float) -> None:
+    def __init__(self, layers: list[EncoderLayer], hidden: int, num_labels: int, dropout: float,
+                 position_bias: RelativePositionBias | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.position_bias = position_bias
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_labels)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
-        bias = mask_to_bias(attention_mask, hidden.dtype)
+        bias = attention_bias(attention_mask, hidden.dtype, self.position_bias)
         for layer in self.layers:
             hidden = layer(hidden, bias)
         return self.classifier(self.dropout(mean_pool(hidden, attention_mask)))
@@ -175,12 +195,12 @@ class ScoringModel(nn.Module):
         return self.head(self.trunk(input_ids, attention_mask), attention_mask)
 
 
-def _load_layer(layer: EncoderLayer, weights: dict[str, Tensor], prefix: str) -> None:
-    for short, hf in _HF_NAMES.items():
+def _load_layer(layer: EncoderLayer, weights: dict[str, Tensor], prefix: str, layout: Layout) -> None:
+    for short, hf in layout.linears.items():
         linear = getattr(layer, short)
         linear.weight.data.copy_(weights[f"{prefix}.{hf}.weight"])
         linear.bias.data.copy_(weights[f"{prefix}.{hf}.bias"])
-    for norm, hf in ((layer.attn_norm, "attention.output.LayerNorm"), (layer.out_norm, "output.LayerNorm")):
+    for norm, hf in ((layer.attn_norm, layout.attn_norm), (layer.out_norm, layout.out_norm)):
         norm.weight.data.copy_(weights[f"{prefix}.{hf}.weight"])
         norm.bias.data.copy_(weights[f"{prefix}.{hf}.bias"])
 
@@ -206,16 +226,22 @@ def build_model(
     embeddings = Embeddings(config)
     embeddings.word.weight.data.copy_(weights["embeddings.word_embeddings.weight"])
     embeddings.position.weight.data.copy_(weights["embeddings.position_embeddings.weight"])
-    embeddings.token_type.weight.data.copy_(weights["embeddings.token_type_embeddings.weight"])
+    if embeddings.token_type is not None:
+        embeddings.token_type.weight.data.copy_(weights["embeddings.token_type_embeddings.weight"])
     embeddings.norm.weight.data.copy_(weights["embeddings.LayerNorm.weight"])
     embeddings.norm.bias.data.copy_(weights["embeddings.LayerNorm.bias"])
     layers = []
     for index in range(config.layers):
         layer = EncoderLayer(config, dropout)
-        _load_layer(layer, weights, f"encoder.layer.{index}")
+        _load_layer(layer, weights, f"encoder.layer.{index}", config.layout)
         layers.append(layer)
-    trunk = Trunk(embeddings, layers[:split_layer])
-    head = Head(layers[split_layer:], config.hidden, num_labels, dropout)
+    position_bias = None
+    if config.relative_buckets:
+        # one module, frozen, shared by trunk and head (as MPNet shares it over all layers)
+        position_bias = RelativePositionBias(config.relative_buckets, config.heads)
+        position_bias.bias.weight.data.copy_(weights[RELATIVE_BIAS_WEIGHT])
+    trunk = Trunk(embeddings, layers[:split_layer], position_bias)
+    head = Head(layers[split_layer:], config.hidden, num_labels, dropout, position_bias)
     nn.init.normal_(head.classifier.weight, std=0.02)
     nn.init.zeros_(head.classifier.bias)
     return ScoringModel(trunk, head, split_layer)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from core.decoding import decode
@@ -41,22 +42,24 @@ def ways(labels: list[str]) -> list[tuple[int, ...]]:
     return alone + kinds(labels)
 
 
-def score_item(item_id: str) -> dict[str, dict[str, Any]]:
-    """kind -> cross-fitted validation QWK, test QWK, test truth and predictions, serving cost."""
-    labels, members, truth = load(item_id)
-    fold = folds_of(list(truth["validation"]))
+def score_way(labels: list[str], members: dict[str, list[NDArray[np.float64]]],
+              truth: dict[str, NDArray[np.int64]], way: tuple[int, ...]) -> dict[str, Any]:
+    """One way of scoring an item, as the build scores it: cross-fitted validation QWK, test QWK, predictions."""
     classes = list(range(members["validation"][0].shape[1]))
-    scored = {}
-    for way in ways(labels):
-        mixed = {split: combine([members[split][n] for n in way], [1.0] * len(way)) for split in members}
-        thresholds, _ = tune_thresholds(mixed["validation"], list(truth["validation"]))
-        predicted = decode(mixed["test"], thresholds)
-        scored["+".join(labels[n] for n in way)] = {
-            "crossfit_validation_qwk": crossfit_qwk(mixed["validation"], list(truth["validation"]), fold),
+    mixed = {split: combine([members[split][n] for n in way], [1.0] * len(way)) for split in members}
+    thresholds, _ = tune_thresholds(mixed["validation"], list(truth["validation"]))
+    predicted = decode(mixed["test"], thresholds)
+    return {"crossfit_validation_qwk": crossfit_qwk(mixed["validation"], list(truth["validation"]),
+                                                    folds_of(list(truth["validation"]))),
             "test_qwk": quadratic_weighted_kappa(list(truth["test"]), list(predicted), classes),
             "truth": [int(value) for value in truth["test"]], "predicted": [int(value) for value in predicted],
             "trunk_runs": len({trunk_of(labels[n]) for n in way} - {""}), "member_runs": len(way)}
-    return scored
+
+
+def score_item(item_id: str) -> dict[str, dict[str, Any]]:
+    """kind -> cross-fitted validation QWK, test QWK, test truth and predictions, serving cost."""
+    labels, members, truth = load(item_id)
+    return {"+".join(labels[n] for n in way): score_way(labels, members, truth, way) for way in ways(labels)}
 
 
 def summarise(per_item: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
