@@ -13,6 +13,7 @@ from training.report_data import fmt as _fmt
 from training.report_data import table as _table
 from training.report_ensembles import ensemble_section, read_ensembles
 from training.report_levers import domain_section, levers_section, weights_section
+from training.report_pilots import mpnet_section, shape_section
 from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +162,18 @@ def _reproduce_section() -> list[str]:
             "python -m training train --items all", "python -m training baseline --items all",
             "python -m training --threads 2 train --backbone e5-multilingual --items all",
             "python -m training sweep --items asap-01 asap-05 --variants 0:all-linear:2e-3 3:all-linear:2e-3",
+            "python -m training train --raters both --items all",
+            "python -m training train --seed 14 --member-tag s14 --items all",
             "python -m training ensemble --items all",
+            "python -m training.lever_study", "python -m training.weights_study",
+            "python -m training domain-adapt --name minilm-en-asap",
+            "python -m training train --backbone minilm-en-asap --items all --adapters runs/domain-pilot",
+            "python -m training.domain_report",
+            "python -m training train --backbone mpnet-en --items asap-07 asap-08 --adapters runs/mpnet-pilot",
+            "python -m training.mpnet_pilot",
+            "python -m training train --rank 16 --alpha 32 --member-tag r16 --adapters runs/shape-sweep",
+            "python -m training train --split-layer 2 --member-tag s2 --adapters runs/shape-sweep",
+            "python -m training.shape_study",
             "python -m training.decoding_study", "python -m training report", "```"]
 
 
@@ -186,7 +198,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
         ensemble_section(items, adapters, REPO / "bench" / "results"),
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
-        weights_section(out), domain_section(out), _time_section(items),
+        weights_section(out), domain_section(out), mpnet_section(out), shape_section(out), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",

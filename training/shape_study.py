@@ -51,6 +51,11 @@ def test_predictions(record: AdapterRecord) -> dict[str, list[int]]:
     return {"truth": truth, "predicted": [int(value) for value in predicted]}
 
 
+def choose_shape(validation_qwk: dict[str, float]) -> str:
+    """The best validation QWK; a tie keeps the committed shape (a change must earn its retraining)."""
+    return max(validation_qwk, key=lambda shape: (validation_qwk[shape], shape == OWN))
+
+
 def item_shapes(item_id: str, sweep: Path) -> dict[str, AdapterRecord]:
     own = current_record(ADAPTERS, item_id)
     if own is None:
@@ -70,7 +75,7 @@ def study(items: list[str], sweep: Path) -> dict[str, Any]:
         shapes = item_shapes(item_id, sweep)
         entry = {shape: {"validation_qwk": best_validation_qwk(r.metrics), "test_qwk": r.metrics["test"]["qwk"],
                          "train_seconds": r.metrics["seconds"]["total"]} for shape, r in shapes.items()}
-        chosen = max(entry, key=lambda shape: (entry[shape]["validation_qwk"], shape == OWN))
+        chosen = choose_shape({shape: scores["validation_qwk"] for shape, scores in entry.items()})
         per_item[item_id] = {"shapes": entry, "chosen": chosen}
         own_scored[item_id] = test_predictions(shapes[OWN])
         chosen_scored[item_id] = own_scored[item_id] if chosen == OWN else test_predictions(shapes[chosen])
