@@ -3,13 +3,11 @@
 The pilot's MPNet adapters (`python -m training train --backbone mpnet-en --items asap-07 asap-08 --adapters
 runs/mpnet-pilot`: LoRA r=8 on its top three layers, the E5 recipe) are compared on validation, what would
 choose, with the items' committed adapters:
-- alone, against the item's own MiniLM adapter (and its E5 adapter);
-- as an ensemble member: the shipped ensemble with MPNet added (a third trunk), and with MPNet in place of
-  E5 (two trunks, as shipped), scored exactly as the build scores ensembles (5-fold cross-fitted validation
-  QWK; test QWK beside, never used);
+- alone, against the item's own MiniLM adapter (reports/mpnet.json);
+- as an ensemble member, within three trunks so that it may join the shipped kind rather than replace E5
+  (training.member_study: reports/members_mpnet-en.json);
 - its cost: answers/s of each backbone's whole model (trunk + head, PyTorch, 2 threads) on the same answers
-  in the same run.
-Writes reports/mpnet.json, which the accuracy report renders.
+  in the same run (reports/mpnet.json).
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,43 +24,17 @@ from training.artifacts import current_record
 from training.asap import load_asap_item
 from training.backbones import resolve_backbone
 from training.encoder import build_model
-from training.ensemble_members import adapter_candidate
-from training.lever_study import score_way
-from training.pilot_study import pilot_records, pilot_rows
+from training.member_study import REPORTS, study
+from training.pilot_study import best_validation_qwk, pilot_rows
 from training.report import shipped_kind
 from training.tokenize import encode_texts, load_tokenizer
-from training.weights_study import load
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = REPO / "adapters"
 PILOT = REPO / "runs" / "mpnet-pilot"
-RESULTS = REPO / "reports" / "mpnet.json"
+RESULTS = REPORTS / "mpnet.json"
 MPNET = "mpnet-en"
 TIMED_ANSWERS = 256
-
-
-def ensemble_ways(item_id: str, pilot: Path, shipped: str) -> dict[str, dict[str, Any]]:
-    """The shipped kind, + MPNet, and with MPNet in place of E5; each alone for reference."""
-    labels, members, truth = load(item_id)
-    record = next(r for r in pilot_records(pilot) if r.config.get("source_item") == item_id)
-    probabilities = adapter_candidate(record, load_asap_item(item_id)).probabilities
-    if any(len(probabilities[split]) != len(truth[split]) for split in truth):
-        raise SystemExit(f"{item_id}: the MPNet adapter scored other answers than the ensemble build kept")
-    labels = [*labels, MPNET]
-    members = {split: [*members[split], probabilities[split]] for split in members}
-    shipped_members = shipped.split("+")
-    ways = {
-        "shipped": shipped_members,
-        "shipped+mpnet": [*shipped_members, MPNET],
-        "shipped, mpnet for e5": [MPNET if label == "e5-multilingual" else label for label in shipped_members],
-        "minilm-en alone": ["minilm-en"], "mpnet alone": [MPNET], "e5 alone": ["e5-multilingual"],
-    }
-    scored = {}
-    for name, way_labels in ways.items():
-        entry = score_way(labels, members, truth, tuple(labels.index(label) for label in way_labels))
-        scored[name] = {key: entry[key] for key in ("crossfit_validation_qwk", "test_qwk", "trunk_runs",
-                                                   "member_runs")}
-    return scored
 
 
 def answers_per_second(backbone_name: str, texts: list[str]) -> float:
@@ -71,6 +42,8 @@ def answers_per_second(backbone_name: str, texts: list[str]) -> float:
     backbone = resolve_backbone(backbone_name)
     model = build_model(backbone.path, backbone.spec.split_layer, 4, dropout=0.0).eval()
     ids = encode_texts(load_tokenizer(backbone.path, backbone.spec.max_length), texts, backbone.spec.text_prefix)
+    with torch.no_grad():
+        model(torch.tensor(ids[:1]), torch.ones(1, len(ids[0]), dtype=torch.long))  # warm-up, not timed
     started = time.perf_counter()
     with torch.no_grad():
         for start in range(0, len(ids), 32):
@@ -94,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = pilot_rows(args.pilot, ADAPTERS)
     for row in rows:
         e5 = current_record(ADAPTERS, f"{row['item']}-e5")
-        row["ensembles"] = ensemble_ways(row["item"], args.pilot, shipped)
+        row["validation_e5"] = best_validation_qwk(e5.metrics) if e5 else None
         row["test_e5"] = e5.metrics["test"]["qwk"] if e5 else None
+    members = study([row["item"] for row in rows], args.pilot.resolve(), MPNET, shipped, max_trunks=3)
+    (REPORTS / f"members_{MPNET}.json").write_text(json.dumps(members, indent=1, sort_keys=True) + "\n")
     texts = [text for text, _ in load_asap_item(rows[0]["item"]).validation][:TIMED_ANSWERS]
     speed = {name: answers_per_second(name, texts) for name in ("minilm-en", "e5-multilingual", MPNET)}
     result = {"shipped_kind": shipped, "items": rows, "answers_per_second": speed, "timed_answers": len(texts)}
     RESULTS.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    for row in rows:
-        print(row["item"], {name: round(entry["crossfit_validation_qwk"], 4)
-                            for name, entry in row["ensembles"].items()})
+    for kind, entry in members["kinds"].items():
+        print(f"{kind:70s} val {entry['crossfit_validation_qwk']:.4f} test {entry['test_qwk']:.4f}")
     print({name: round(value, 1) for name, value in speed.items()},
           f"MPNet costs {speed['minilm-en'] / speed[MPNET]:.1f}x MiniLM per answer")
     print("mean validation change vs own adapter:",

@@ -13,7 +13,7 @@ from training.report_data import fmt as _fmt
 from training.report_data import table as _table
 from training.report_ensembles import ensemble_section, read_ensembles
 from training.report_levers import domain_section, levers_section, weights_section
-from training.report_pilots import mpnet_section, shape_section
+from training.report_pilots import domain_members_section, mpnet_section, shape_section
 from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,7 +198,8 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
         ensemble_section(items, adapters, REPO / "bench" / "results"),
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
-        weights_section(out), domain_section(out), mpnet_section(out), shape_section(out), _time_section(items),
+        weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),
+        shape_section(out), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",

@@ -1,6 +1,7 @@
-"""The accuracy report's pilot sections: MPNet-base as a third backbone (reports/mpnet.json,
-`python -m training.mpnet_pilot`) and the adapter's rank and split point per item (reports/shape.json,
-`python -m training.shape_study`)."""
+"""The accuracy report's pilot sections: pilot adapters as ensemble members (reports/members_<label>.json,
+`python -m training.member_study`), MPNet-base as a third backbone (reports/mpnet.json, `python -m
+training.mpnet_pilot`) and the adapter's rank and split point per item (reports/shape.json, `python -m
+training.shape_study`)."""
 
 from __future__ import annotations
 
@@ -20,26 +21,53 @@ def _read(path: Path) -> Json | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _versus(entry: Json) -> str:
+    versus = entry.get("test_vs_shipped")
+    return f"{versus['difference']:+.3f} [{versus['low']:+.3f}, {versus['high']:+.3f}]" if versus else "–"
+
+
+def members_table(members: Json) -> list[str]:
+    shipped = members["shipped_kind"]
+    rows = [[" + ".join(kind.split("+")) + (" **(shipped)**" if kind == shipped else ""),
+             _fmt(entry["crossfit_validation_qwk"]), _fmt(entry["test_qwk"]), _versus(entry), str(entry["trunk_runs"])]
+            for kind, entry in members["kinds"].items()]
+    choice = " + ".join(members["build_would_choose"].split("+"))
+    return [f"Pooled over {len(members['items'])} items, {members['kinds_compared']} kinds within "
+            f"{members['max_trunks']} trunks: the build would choose **{choice}**; "
+            f"the shipped kind ranks {members['shipped_rank']}.", "",
+            *_table(["members", "cross-fitted val QWK", "test QWK", "test − shipped [95 %]", "trunk runs"], rows)]
+
+
+def domain_members_section(reports: Path) -> list[str]:
+    members = _read(reports / "members_minilm-en-asap.json")
+    if not members:
+        return []
+    return ["## Domain-adapted adapters as ensemble members", "",
+            "`python -m training.member_study --pilot runs/domain-pilot --label minilm-en-asap`: the ten items' "
+            "adapters on the domain-adapted backbone join the build's candidates (a trunk of their own), scored "
+            "as the build scores ensembles.", "", *members_table(members)]
+
+
 def mpnet_section(reports: Path) -> list[str]:
     pilot = _read(reports / "mpnet.json")
+    members = _read(reports / "members_mpnet-en.json")
     if not pilot or not pilot["items"]:
         return []
-    rows = pilot["items"]
-    ways = list(rows[0]["ensembles"])
-    table = [[way, *[f"{_fmt(row['ensembles'][way]['crossfit_validation_qwk'])} / "
-                     f"{_fmt(row['ensembles'][way]['test_qwk'])}" for row in rows],
-              _fmt(np.mean([row["ensembles"][way]["crossfit_validation_qwk"] for row in rows])),
-              str(rows[0]["ensembles"][way]["trunk_runs"])] for way in ways]
+    rows = [[row["item"], _fmt(row["validation_plain"]), _fmt(row.get("validation_e5")),
+             _fmt(row["validation_adapted"]),
+             _fmt(row["test_plain"]), _fmt(row.get("test_e5")), _fmt(row["test_adapted"]),
+             f"{row['train_seconds_adapted']:.0f}"] for row in pilot["items"]]
     speed = pilot["answers_per_second"]
-    alone = np.mean([row["validation_adapted"] - row["validation_plain"] for row in rows])
+    alone = np.mean([row["validation_adapted"] - row["validation_plain"] for row in pilot["items"]])
     return ["## MPNet-base pilot", "",
-            f"all-mpnet-base-v2 (110 M parameters, 12 layers, 768 wide; `--backbone mpnet-en`) with LoRA r=8 on its "
-            f"top three layers (the E5 recipe), trained on {', '.join(row['item'] for row in rows)}; "
-            "`python -m training.mpnet_pilot`. Alone, its best-epoch validation QWK differs from the own MiniLM "
-            f"adapter's by {alone:+.3f} on average. As a member, scored as the build scores ensembles "
-            "(cross-fitted validation QWK / test QWK):", "",
-            *_table(["members", *[row["item"] for row in rows], "mean cross-fitted val", "trunk runs"], table), "",
-            f"Cost, whole model per answer (PyTorch, 2 threads, the same {pilot['timed_answers']} answers): "
+            "all-mpnet-base-v2 (110 M parameters, 12 layers, 768 wide; `--backbone mpnet-en`) with LoRA r=8 on its "
+            "top three layers (the E5 recipe); `python -m training.mpnet_pilot`. Alone (best-epoch validation QWK, "
+            f"what chooses; mean change against the own MiniLM adapter {alone:+.3f}):", "",
+            *_table(["item", "val MiniLM", "val E5", "val MPNet", "test MiniLM", "test E5", "test MPNet",
+                     "MPNet training s"], rows), "",
+            *(["As an ensemble member (within three trunks, so that it may join the shipped kind):", "",
+               *members_table(members), ""] if members else []),
+            f"Cost, whole model per answer (PyTorch, 2 threads, the same {pilot['timed_answers']} answers, one run): "
             + ", ".join(f"{name} {value:.1f} answers/s" for name, value in speed.items())
             + f" — MPNet costs {speed['minilm-en'] / speed['mpnet-en']:.1f}× MiniLM and "
               f"{speed['e5-multilingual'] / speed['mpnet-en']:.1f}× E5."]

@@ -31,7 +31,7 @@ from core.decoding import decode
 from core.ensemble import combine
 from training.asap import ASAP_ITEMS
 from training.decoding import tune_thresholds
-from training.ensemble import folds_of, member_subsets
+from training.ensemble import DEFAULT_MAX_TRUNKS, folds_of, member_subsets
 from training.metrics import quadratic_weighted_kappa
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +61,10 @@ def trunk_of(label: str) -> str:
     return "" if label == "lexical" else label.split("/")[0]
 
 
-def kinds(labels: list[str]) -> list[tuple[int, ...]]:
+def kinds(labels: list[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:
     """The ensemble build's subsets (training/ensemble.py) of two members or more."""
-    return [subset for subset in member_subsets([trunk_of(label) for label in labels]) if len(subset) > 1]
+    return [subset for subset in member_subsets([trunk_of(label) for label in labels], max_trunks)
+            if len(subset) > 1]
 
 
 def _decoder(probabilities: NDArray[np.float64], truth: NDArray[np.int64]) -> list[float]:
