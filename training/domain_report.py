@@ -52,10 +52,11 @@ def write(name: str, pilot: Path, adapters: Path, out: Path) -> Path:
                 f"{r['test_plain']:.3f} | {r['test_adapted']:.3f} |" for r in rows]]
     if rows:
         gain = mean_change(rows, "validation")
+        better = sum(row["validation_adapted"] > row["validation_plain"] for row in rows)
         verdict = ("validation prefers the adapted backbone: retrain every item on it" if gain > 0 else
-                   "validation prefers the plain backbone, so the adapted one is not shipped (the items stay on "
-                   "minilm-en). A likely reason, not measured here: MLM training moves a sentence-embedding checkpoint "
-                   "away from the geometry its mean-pooled heads rely on")
+                   f"validation does not prefer the adapted backbone (better on {better} of {len(rows)} items, "
+                   "worse on average), so the items stay on minilm-en; test answers choose nothing. Whether its "
+                   "adapters help as extra ensemble members: `python -m training.member_study` (accuracy report)")
         lines += ["", f"Mean over {len(rows)} items: validation QWK change {gain:+.3f}, test "
                       f"{mean_change(rows, 'test'):+.3f}: {verdict}."]
     path = out / "domain.md"

@@ -30,7 +30,7 @@ def members_table(members: Json) -> list[str]:
     shipped = members["shipped_kind"]
     rows = [[" + ".join(kind.split("+")) + (" **(shipped)**" if kind == shipped else ""),
              _fmt(entry["crossfit_validation_qwk"]), _fmt(entry["test_qwk"]), _versus(entry), str(entry["trunk_runs"])]
-            for kind, entry in members["kinds"].items()]
+            for kind, entry in sorted(members["kinds"].items(), key=lambda kv: -kv[1]["crossfit_validation_qwk"])]
     choice = " + ".join(members["build_would_choose"].split("+"))
     return [f"Pooled over {len(members['items'])} items, {members['kinds_compared']} kinds within "
             f"{members['max_trunks']} trunks: the build would choose **{choice}**; "
