@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -71,12 +72,21 @@ def raw(server: Server, request: bytes, pause_s: float = 0.0, then: bytes = b"")
             with contextlib.suppress(OSError):
                 sock.sendall(then)
         reply = b""
-        while b"\r\n\r\n" not in reply or len(reply) < 12:
+        # The headers and the body may arrive in separate packets: read the body its content-length declares.
+        while not _complete(reply):
             chunk = sock.recv(65536)
             if not chunk:
                 break
             reply += chunk
         return int(reply.split(b" ", 2)[1]), reply
+
+
+def _complete(reply: bytes) -> bool:
+    head, found, body = reply.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return length is None or len(body) >= int(length.group(1))
 
 
 def test_access_and_http_edges(server: Server, results_table: ResultsTable) -> None:
