@@ -92,8 +92,7 @@ def shape_section(reports: Path) -> list[str]:
             "layer 2 (four adapted layers), everything else as committed (r8 S3); per item the shape with the "
             "best validation QWK is chosen.", "",
             *_table(["item", *[f"val {s}" for s in shapes], "chosen", "test r8 S3", "test chosen"], rows), "",
-            "Every item at one shape, mean validation / test QWK / training seconds: "
-            + "; ".join(f"{s} {_fmt(m['validation_qwk'])} / {_fmt(m['test_qwk'])} / {m['train_seconds']:.0f} s"
-                        for s, m in means.items())
+            "Every item at one shape, mean validation / test QWK: "
+            + "; ".join(f"{s} {_fmt(m['validation_qwk'])} / {_fmt(m['test_qwk'])}" for s, m in means.items())
             + f". Chosen per item − committed, test: {versus['difference']:+.3f} "
               f"[{versus['low']:+.3f}, {versus['high']:+.3f}] (95 % paired bootstrap)."]

@@ -84,7 +84,7 @@ def study(items: list[str], sweep: Path) -> dict[str, Any]:
     return {
         "items": per_item,
         "every_item": {shape: {key: float(np.mean([e["shapes"][shape][key] for e in per_item.values()]))
-                               for key in ("validation_qwk", "test_qwk", "train_seconds")} for shape in complete},
+                               for key in ("validation_qwk", "test_qwk")} for shape in complete},
         "chosen_per_item": {
             "validation_qwk": float(np.mean([e["shapes"][e["chosen"]]["validation_qwk"] for e in per_item.values()])),
             "test_qwk": float(np.mean([e["shapes"][e["chosen"]]["test_qwk"] for e in per_item.values()])),
