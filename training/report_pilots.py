@@ -77,7 +77,7 @@ def shape_section(reports: Path) -> list[str]:
     shape = _read(reports / "shape.json")
     if not shape:
         return []
-    shapes = list(shape["every_item"])
+    shapes = sorted(shape["every_item"], key=lambda name: name != "r8 S3")  # the committed shape first
     rows = [[item_id, *[_fmt(entry["shapes"][s]["validation_qwk"]) if s in entry["shapes"] else "–"
                         for s in shapes], entry["chosen"],
              _fmt(entry["shapes"]["r8 S3"]["test_qwk"]), _fmt(entry["shapes"][entry["chosen"]]["test_qwk"])]
@@ -90,9 +90,12 @@ def shape_section(reports: Path) -> list[str]:
     return ["## Adapter rank and split point per item", "",
             "`python -m training.shape_study`: each item trained again at rank 16 (alpha 32) and with LoRA from "
             "layer 2 (four adapted layers), everything else as committed (r8 S3); per item the shape with the "
-            "best validation QWK is chosen.", "",
+            "best validation QWK is chosen. Serving a per-item S would also take one trunk per split point (a "
+            "backbone's trunk is shared at one S).", "",
             *_table(["item", *[f"val {s}" for s in shapes], "chosen", "test r8 S3", "test chosen"], rows), "",
             "Every item at one shape, mean validation / test QWK: "
             + "; ".join(f"{s} {_fmt(m['validation_qwk'])} / {_fmt(m['test_qwk'])}" for s, m in means.items())
             + f". Chosen per item − committed, test: {versus['difference']:+.3f} "
-              f"[{versus['low']:+.3f}, {versus['high']:+.3f}] (95 % paired bootstrap)."]
+              f"[{versus['low']:+.3f}, {versus['high']:+.3f}] (95 % paired bootstrap)."
+            + "".join(f" At rank 16, {item_id} collapsed to one score (validation QWK 0)." for item_id, entry in
+                      shape["items"].items() if entry["shapes"].get("r16 S3", {}).get("validation_qwk") == 0.0)]
