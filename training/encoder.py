@@ -123,7 +123,9 @@ class Embeddings(nn.Module):
 
     def forward(self, input_ids: Tensor) -> Tensor:
         # Batches are right-padded, so every real token's position is its index (+ the layout's offset).
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + self.position_offset
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if self.position_offset:  # only MPNet: BERT-layout trunk graphs stay as they were exported
+            positions = positions + self.position_offset
         embedded = self.word(input_ids) + self.position(positions)
         if self.token_type is not None:
             embedded = embedded + self.token_type.weight[0]  # token type 0 everywhere: answers are one segment
