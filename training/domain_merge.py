@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from core.fingerprints import file_sha256, fingerprint
-from training.encoder import _HF_NAMES
+from training.encoder_layout import LAYOUTS
 
 DELTA_FILE = "delta.safetensors"
 REPORT_FILE = "domain.json"
@@ -51,7 +51,7 @@ def merge_delta(base_folder: Path, base_sha256: str, delta_folder: Path, target:
             continue
         _, layer, short, _ = key.split(".")
         lora_b = delta[key.replace("lora_a", "lora_b")]  # saved with its alpha / rank scale applied
-        name = f"{prefix}encoder.layer.{layer}.{_HF_NAMES[short]}.weight"
+        name = f"{prefix}encoder.layer.{layer}.{LAYOUTS['bert'].linears[short]}.weight"
         weights[name] = (weights[name].double() + lora_b.double() @ lora_a.double()).float().contiguous()
     save_file(weights, str(target / "model.safetensors"))
     for item in base_folder.iterdir():

@@ -21,7 +21,6 @@ from training.encoder_layout import LAYOUTS, RELATIVE_BIAS_WEIGHT, Layout, Relat
 
 # Linear modules of one layer, by the short names used in configs and adapter files.
 LINEAR_NAMES = ("query", "key", "value", "attn_out", "inter", "out")
-_HF_NAMES = LAYOUTS["bert"].linears
 TARGET_PRESETS = {"qv": ("query", "value"), "all-linear": LINEAR_NAMES}
 
 

@@ -17,15 +17,15 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from core.onnx_runtime import pad
 from training.artifacts import current_record
 from training.asap import load_asap_item
 from training.backbones import resolve_backbone
 from training.encoder import build_model
 from training.member_study import REPORTS, study
-from training.pilot_study import best_validation_qwk, pilot_rows
+from training.pilot_study import best_validation_qwk, mean_change, pilot_rows
 from training.report import shipped_kind
 from training.tokenize import encode_texts, load_tokenizer
 
@@ -42,16 +42,12 @@ def answers_per_second(backbone_name: str, texts: list[str]) -> float:
     backbone = resolve_backbone(backbone_name)
     model = build_model(backbone.path, backbone.spec.split_layer, 4, dropout=0.0).eval()
     ids = encode_texts(load_tokenizer(backbone.path, backbone.spec.max_length), texts, backbone.spec.text_prefix)
+    batches = [pad(ids[start:start + 32]) for start in range(0, len(ids), 32)]
     with torch.no_grad():
-        model(torch.tensor(ids[:1]), torch.ones(1, len(ids[0]), dtype=torch.long))  # warm-up, not timed
-    started = time.perf_counter()
-    with torch.no_grad():
-        for start in range(0, len(ids), 32):
-            rows = ids[start:start + 32]
-            width = max(map(len, rows))
-            batch = torch.tensor([row + [0] * (width - len(row)) for row in rows])
-            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
-            model(batch, mask)
+        model(torch.from_numpy(batches[0][0][:1]), torch.from_numpy(batches[0][1][:1]))  # warm-up, not timed
+        started = time.perf_counter()
+        for batch, mask in batches:
+            model(torch.from_numpy(batch), torch.from_numpy(mask))
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -79,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:70s} val {entry['crossfit_validation_qwk']:.4f} test {entry['test_qwk']:.4f}")
     print({name: round(value, 1) for name, value in speed.items()},
           f"MPNet costs {speed['minilm-en'] / speed[MPNET]:.1f}x MiniLM per answer")
-    print("mean validation change vs own adapter:",
-          round(float(np.mean([r["validation_adapted"] - r["validation_plain"] for r in rows])), 4))
+    print(f"mean validation change vs own adapter: {mean_change(rows, 'validation'):+.4f}")
     return 0
 
 

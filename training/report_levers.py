@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from training.pilot_study import mean_change
 from training.report_data import fmt as _fmt
 from training.report_data import kind_note
 from training.report_data import table as _table
@@ -77,7 +78,7 @@ def domain_section(reports: Path) -> list[str]:
     if domain is None or not domain.get("pilot"):
         return []
     pilot = domain["pilot"]
-    change = np.mean([row["validation_adapted"] - row["validation_plain"] for row in pilot])
+    change = mean_change(pilot, "validation")
     loss = domain["update"].get("held_out_loss")
     lines = ["## Domain-adapted backbone", "",
              f"MLM training of MiniLM on the ASAP training answers as a low-rank update of every layer "

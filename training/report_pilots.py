@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from training.pilot_study import mean_change
 from training.report_data import fmt as _fmt
 from training.report_data import table as _table
 
@@ -58,7 +57,7 @@ def mpnet_section(reports: Path) -> list[str]:
              _fmt(row["test_plain"]), _fmt(row.get("test_e5")), _fmt(row["test_adapted"]),
              f"{row['train_seconds_adapted']:.0f}"] for row in pilot["items"]]
     speed = pilot["answers_per_second"]
-    alone = np.mean([row["validation_adapted"] - row["validation_plain"] for row in pilot["items"]])
+    alone = mean_change(pilot["items"], "validation")
     return ["## MPNet-base pilot", "",
             "all-mpnet-base-v2 (110 M parameters, 12 layers, 768 wide; `--backbone mpnet-en`) with LoRA r=8 on its "
             "top three layers (the E5 recipe); `python -m training.mpnet_pilot`. Alone (best-epoch validation QWK, "

@@ -73,8 +73,8 @@ def study(items: list[str], sweep: Path) -> dict[str, Any]:
     own_scored, chosen_scored = {}, {}
     for item_id in items:
         shapes = item_shapes(item_id, sweep)
-        entry = {shape: {"validation_qwk": best_validation_qwk(r.metrics), "test_qwk": r.metrics["test"]["qwk"],
-                         "train_seconds": r.metrics["seconds"]["total"]} for shape, r in shapes.items()}
+        entry = {shape: {"validation_qwk": best_validation_qwk(r.metrics), "test_qwk": r.metrics["test"]["qwk"]}
+                 for shape, r in shapes.items()}
         chosen = choose_shape({shape: scores["validation_qwk"] for shape, scores in entry.items()})
         per_item[item_id] = {"shapes": entry, "chosen": chosen}
         own_scored[item_id] = test_predictions(shapes[OWN])
