@@ -60,9 +60,11 @@ def export_item(record: AdapterRecord, backbone_name: str, backbone: ResolvedBac
         worst = max(worst, comparison.max_abs_logit_diff)
         checked[name] = {"n": len(rows), "qwk_onnx": qwk_of(comparison.onnx_logits, truth, thresholds),
                          "qwk_torch": qwk_of(reference, truth, thresholds)}
-    # Golden answers travel with the artifact: the service scores them before it swaps a head in.
+    # Golden answers travel with the artifact: the service scores them before it swaps a head in. Without the
+    # item's data (a Docker build) they are placeholders named after the data set item, not the adapter, so
+    # every member of one ensemble is checked on the same texts.
     golden_texts = (texts.get("test", ([], []))[0][:GOLDEN_COUNT]
-                    or [f"golden answer {n} for {record.item_id}" for n in range(GOLDEN_COUNT)])
+                    or [f"golden answer {n} for {record.source_item}" for n in range(GOLDEN_COUNT)])
     golden_rows = encode_texts(tokenizer, golden_texts, prefix)
     golden_logits = torch_logits(model, golden_rows)
     golden_check = compare(golden_logits, trunk_head_logits(trunk, head, golden_rows), thresholds)

@@ -45,7 +45,7 @@ class ExportOptions:
 def item_texts(record: AdapterRecord, options: ExportOptions) -> dict[str, tuple[list[str], list[int]]]:
     """Validation + test answers of the item where its data is at hand (given by the adapter's own key or by
     the data set item all its adapters share; ASAP items: the shared data set)."""
-    source_item = str(record.config.get("source_item", record.item_id))  # asap-01-e5 -> asap-01
+    source_item = record.source_item
     for key in (record.item_id, source_item):
         if key in options.item_texts:
             return options.item_texts[key]

@@ -43,6 +43,12 @@ class AdapterRecord:
     def version(self) -> str:
         return str(self.config["version"])
 
+    @property
+    def source_item(self) -> str:
+        """The data set item this adapter was trained on (asap-01-e5 -> asap-01): the members of one
+        ensemble share it, and with it their validation, test and golden answers."""
+        return str(self.config.get("source_item", self.item_id))
+
     def state(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / ADAPTER_FILE))
 

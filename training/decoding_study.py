@@ -86,7 +86,7 @@ def compare_decoders(
 def _probabilities(record: AdapterRecord) -> dict[str, tuple[Probabilities, Labels]]:
     backbone = resolve_backbone(record.config["backbone"]["name"])
     model = adapter_model(record, backbone.path, load_backbone_weights(backbone.path))
-    data = encode_item(load_asap_item(record.config.get("source_item", record.item_id)), backbone)
+    data = encode_item(load_asap_item(record.source_item), backbone)
     return {split: (predict_proba(model, FeatureSource(model, data[split][0], True, 32), 32),
                     np.asarray(data[split][1], dtype=np.int64)) for split in ("validation", "test")}
 

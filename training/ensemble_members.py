@@ -47,7 +47,7 @@ def item_adapters(root: Path, source_item: str) -> list[AdapterRecord]:
     records = []
     for key in sorted(read_manifest(root)["items"]):
         record = current_record(root, key)
-        if record is not None and record.config.get("source_item", record.item_id) == source_item:
+        if record is not None and record.source_item == source_item:
             records.append(record)
     return sorted(records, key=lambda record: (record.item_id != source_item, record.item_id))
 

@@ -34,7 +34,7 @@ def pilot_rows(pilot: Path, committed: Path) -> list[Json]:
     """One row per pilot adapter whose source item has a committed adapter."""
     rows = []
     for other in pilot_records(pilot):
-        source = str(other.config.get("source_item", other.item_id))
+        source = other.source_item
         own = current_record(committed, source)
         if own is None:
             continue

@@ -39,7 +39,7 @@ SHAPES = {"r16": "r16 S3", "s2": "r8 S2"}  # member tag -> shape
 
 def test_predictions(record: AdapterRecord) -> dict[str, list[int]]:
     """The adapter's test predictions as training decoded them (checked against its recorded test QWK)."""
-    item = load_asap_item(str(record.config.get("source_item", record.item_id)))
+    item = load_asap_item(record.source_item)
     probabilities = adapter_candidate(record, item).probabilities["test"]
     predicted = decode(probabilities, record.config["decoding"]["thresholds"])
     truth = [score - item.score_range.low for _, score in item.test]
