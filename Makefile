@@ -8,7 +8,7 @@ ONNX_DIR ?= build/onnx
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test test-fast lint export train report bench bench-quick first-answer gpu-check clean
+.PHONY: setup serve test test-fast lint export train report bench bench-quick first-answer gpu-check image-check clean
 
 # What `make serve` needs: the serving set, and torch & co for the export (no test or lint tools).
 $(SERVE_STAMP): pyproject.toml
@@ -74,6 +74,12 @@ bench: export
 
 bench-quick: export
 	$(BIN)/python -m bench --quick
+
+# The CPU image built and used for real, then compose with both Redis roles and Prometheus (README "Deploy").
+# Docker comes from Debian's packages (installed and started here when missing); where no registry answers,
+# the base, Redis and Prometheus images are made from Debian packages. Standard library only: no venv.
+image-check:
+	$(PY) -m bench.image_check
 
 # Clone -> first scored answer and clone -> every item ready, measured from a fresh clone (bench/results/).
 first-answer:

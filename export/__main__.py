@@ -28,13 +28,16 @@ def main(argv: list[str] | None = None) -> int:
                              "item's golden answers (seconds per item; what `make serve` uses)")
     parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
                         help="also build the fused trunk (ORT transformer fusions), served where it validates")
+    parser.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=True,
+                        help="also build the batched head graph (every item's rows in one run; served on CUDA)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         backbones = tuple(args.backbones.split(",")) if args.backbones else None
         manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, "int8" in args.precision,
                                             args.threads, backbones=backbones, fp16="fp16" in args.precision,
-                                            validate=args.validate, fused=args.fused))
+                                            validate=args.validate, fused=args.fused,
+                                            grouped=args.grouped))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

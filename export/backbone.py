@@ -143,6 +143,8 @@ def shared_head_graph(records: dict[str, AdapterRecord], backbone: ResolvedBackb
     manifest["adapter_head"] = {"file": path.name, "key": key, "sha256": file_sha256(path),
                                 "adapter_inputs": names, "bytes": path.stat().st_size}
     grouped = out / f"head_grouped-{key}.onnx"
+    if not options.grouped:
+        return load_session(path, options.threads, arena=False)
     if old.get("grouped_head", {}).get("key") != key or not grouped.is_file():
         graphs.export_grouped_head(model, grouped)
         options.log(f"batched head graph: exported ({grouped.name})")

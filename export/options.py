@@ -39,6 +39,7 @@ class ExportOptions:
     fp16: bool = False  # also a half-precision trunk for the GPU (inputs and outputs stay int64 / float32)
     validate: Validation = "full"
     fused: bool = True  # also the fused trunk (export/fused.py), served where it validates
+    grouped: bool = True  # also the batched head graph (served on CUDA; the CPU image leaves it out)
     log: Callable[[str], None] = print
 
 
