@@ -79,7 +79,7 @@ bench-quick: export
 # Docker comes from Debian's packages (installed and started here when missing); where no registry answers,
 # the base, Redis and Prometheus images are made from Debian packages. Standard library only: no venv.
 image-check:
-	$(PY) -m bench.image_check
+	$(PY) -u -m bench.image_check
 
 # Clone -> first scored answer and clone -> every item ready, measured from a fresh clone (bench/results/).
 first-answer:

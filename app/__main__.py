@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from types import FrameType
@@ -11,6 +12,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from app.header_timeout import header_timeout_protocol
 from app.main import create_app
 from app.security import is_loopback
 from app.settings import Settings
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     # One worker process: the trunk and the head cache are per process; scale out with replicas.
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=30, access_log=False)
+                            timeout_graceful_shutdown=30, access_log=False,
+                            http=header_timeout_protocol(settings.header_timeout_s))
     DrainingServer(config, app, settings.drain_delay_s).run()
     return 0
 
@@ -60,7 +63,11 @@ class DrainingServer(uvicorn.Server):
             # Runs in the signal handler: only record the deadline; on_tick (every 0.1 s) acts on it.
             self._exit_at = time.monotonic() + self.drain_delay_s
             return
-        super().handle_exit(sig, frame)
+        # uvicorn's own handler re-raises the signal once it has shut down, so a drained, clean stop would end
+        # with status -15; a drained stop is a clean exit (0). A second SIGINT still forces the exit.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self._exit_at is not None and time.monotonic() >= self._exit_at:

@@ -40,13 +40,19 @@ class AnswerRow(NamedTuple):
 class PreparedRow:
     """One answer after its item's tokenizers: all the scorer and the duplicate cache need of it.
 
-    `encoded` is what the item's first trunk reads (truncation and unknown words are judged on it); an
-    ensemble item also has its other trunks' tokens, and the text itself when a member reads the text."""
+    `encoded` is what the item's first trunk reads; an ensemble item also has its other trunks' tokens, and the
+    text itself when a member reads the text. Truncation and unknown words are judged on every trunk's tokens."""
 
     item_id: str
     encoded: EncodedAnswer
     others: Mapping[str, EncodedAnswer] = field(default_factory=dict)  # backbone -> tokens
     text: str | None = None  # only for items with a lexical member; never logged
+
+    @property
+    def unknown_share(self) -> float:
+        """The largest share of unknown tokens any member's trunk read: an ensemble score is only as sound as
+        its members' inputs (Greek reads as known letters to MiniLM and as unknown to E5's Latin vocabulary)."""
+        return max([self.encoded.unknown_share, *(tokens.unknown_share for tokens in self.others.values())])
 
     @property
     def digest(self) -> str:

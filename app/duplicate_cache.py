@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from app import metrics
 from app.backend import Scored
+from app.redis_clients import Breaker
 
 log = logging.getLogger("scorer.cache")
 KEY_SCHEME = "t1"  # bump when the digest changes: old entries then simply stop matching
@@ -61,29 +61,22 @@ class RedisDuplicateCache:
         self.client = client
         self.ttl_s = ttl_s
         self.breaker_s = breaker_s
-        self._closed_from = 0.0  # monotonic time from which calls may go to Redis again
+        self.breaker = Breaker(breaker_s)
 
     def _allowed(self) -> bool:
-        now = time.monotonic()
-        if now < self._closed_from:
-            return False
-        if self._closed_from:  # half-open: this call probes; the others keep skipping until it answers
-            self._closed_from = now + self.breaker_s
-        return True
+        return self.breaker.allowed()
 
     def _failed(self, exc: Exception) -> None:
         metrics.REDIS_ERRORS.inc()
         metrics.REDIS_UP.set(0)
-        if not self._closed_from:  # one line per outage, not one per request
+        if self.breaker.failed():
             log.warning("redis unavailable, duplicate cache bypassed for %.0f s at a time: %s", self.breaker_s,
                         type(exc).__name__)
-        self._closed_from = time.monotonic() + self.breaker_s
 
     def _succeeded(self) -> None:
         metrics.REDIS_UP.set(1)
-        if self._closed_from:
+        if self.breaker.succeeded():
             log.warning("redis reachable again, duplicate cache back on")
-            self._closed_from = 0.0
 
     async def ping(self) -> None:
         """At start-up: scorer_redis_up tells the truth before the first request."""

@@ -8,11 +8,16 @@ retention of a finished job's results (SCORER_JOB_TTL_S)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from app import metrics
 from app.errors import JobStoreUnavailable
+from app.redis_clients import Breaker
+
+log = logging.getLogger("scorer.jobs")
 
 QUEUE = "scorer:jobs:queue"
 TERMINAL = ("done", "failed", "cancelled", "deleted")
@@ -119,17 +124,29 @@ class MemoryJobStore:
 class RedisJobStore:
     """Every failure surfaces as JobStoreUnavailable (503), never as a raw Redis exception (500)."""
 
-    def __init__(self, client: Any, ttl_s: int, owner: str) -> None:
+    def __init__(self, client: Any, ttl_s: int, owner: str, breaker_s: float = 5.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.owner = owner  # this process, as lease holder
+        # A hung job store costs one request its socket timeouts; while the breaker is open every other call
+        # answers 503 at once (as the cache role does) instead of each waiting seconds.
+        self.breaker = Breaker(breaker_s)
 
-    async def _call(self, operation: Any) -> Any:
+    async def _call(self, operation: Coroutine[Any, Any, Any]) -> Any:
+        if not self.breaker.allowed():
+            operation.close()
+            raise JobStoreUnavailable("job store unavailable (recent failures); retry shortly")
         try:
-            return await operation
+            result = await operation
         except Exception as exc:
             metrics.REDIS_ERRORS.inc()
+            if self.breaker.failed():
+                log.warning("job store unavailable, /jobs answers 503 for %.0f s at a time: %s",
+                            self.breaker.open_s, type(exc).__name__)
             raise JobStoreUnavailable(f"job store unavailable ({type(exc).__name__}); retry shortly") from exc
+        if self.breaker.succeeded():
+            log.warning("job store reachable again")
+        return result
 
     async def enqueue(self, job_id: str, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         async def write() -> None:

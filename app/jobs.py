@@ -76,7 +76,11 @@ class JobRunner:
             if local is None:
                 raise
             record = local
-        record = record or local
+        if local is not None and (record is None or (record["status"] not in TERMINAL
+                                                    and local["done"] >= record.get("done", 0))):
+            # This runner holds the job: its record is the freshest (the store gets progress every
+            # SAVE_EVERY_ROWS rows, and a restarted store holds an older write), so `done` never goes back.
+            record = local
         # Another key's job is answered exactly like a missing one: ids are not a way to probe for jobs.
         if record is None or not (caller.admin or record.get("owner") == caller.owner):
             raise JobNotFound(f"no job {job_id!r}")
@@ -123,6 +127,7 @@ class JobRunner:
         if record["status"] == "running":
             log.warning("job %s re-queued: its runner stopped before finishing", job_id)
             metrics.JOBS_REQUEUED.inc()
+            record["restarts"] = int(record.get("restarts", 0)) + 1  # says why `done` starts again from 0
         record.update(status="running", done=0, results=None, error=None, started=time.time())
         self._records[job_id] = record
         task = asyncio.create_task(self._run(job_id, record, rows), name=f"job-{job_id[:8]}")

@@ -41,9 +41,11 @@ def lifespan_for(settings: Settings, backend_factory: BackendFactory
         if redis is not None:
             duplicates = RedisDuplicateCache(redis, settings.duplicate_cache_ttl_s, settings.redis_breaker_s)
             await duplicates.ping()
-        store: JobStore = (RedisJobStore(durable, settings.job_ttl_s, uuid.uuid4().hex) if durable
+        store: JobStore = (RedisJobStore(durable, settings.job_ttl_s, uuid.uuid4().hex, settings.redis_breaker_s)
+                           if durable
                            else MemoryJobStore(settings.job_ttl_s))
-        batcher = MicroBatcher(backend, settings.batch_wait_ms, settings.max_batch_rows, settings.max_queue_rows)
+        batcher = MicroBatcher(backend, settings.batch_wait_ms, settings.max_batch_rows, settings.max_queue_rows,
+                               settings.background_slice_ms)
         batcher.start()
         app.state.batcher = batcher
         scoring = app.state.scoring = ScoringService(backend, batcher, duplicates, settings)

@@ -8,6 +8,7 @@ from prometheus_client import make_asgi_app
 from app.admission import Admission
 from app.backend import Backend
 from app.error_handlers import install_error_handlers
+from app.http_edges import HttpEdges
 from app.lifespan import BackendFactory, lifespan_for
 from app.middleware import BodyLimit, OpsAccess, RequestEnvelope
 from app.routes import admin_router, ops_router, scoring_router
@@ -38,4 +39,5 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
     app.add_middleware(Admission)  # a full queue refuses before the body is read
     app.add_middleware(OpsAccess, settings=settings)
     app.add_middleware(RequestEnvelope)
+    app.add_middleware(HttpEdges)  # HEAD and trailing slashes, before anything reads the path
     return app

@@ -200,7 +200,7 @@ class MemberRuns:
         for position, row in enumerate(rows):
             confidence = float(probabilities[position, classes[position]])
             reasons = (["low_confidence"] if confidence < review_below else []) + \
-                      (["unknown_words"] if row.encoded.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
+                      (["unknown_words"] if row.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
             scored.append(Scored(
                 item_id=spec.item_id,
                 score=spec.labels[int(classes[position])],

@@ -9,10 +9,44 @@ may wait longer."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 log = logging.getLogger("scorer.redis")
-JOB_STORE_TIMEOUT_S = 2.0
+JOB_STORE_TIMEOUT_S = 1.0  # per socket operation; with one retry a hung job store costs a request <= 2 s once
+
+
+class Breaker:
+    """A circuit breaker for one Redis role: after a failure no call waits on that Redis for `open_s`; then
+    one call probes it (half-open) while the others keep skipping until the probe answers."""
+
+    def __init__(self, open_s: float) -> None:
+        self.open_s = open_s
+        self._closed_from = 0.0  # monotonic time from which calls may go to Redis again
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self._closed_from)
+
+    def allowed(self) -> bool:
+        now = time.monotonic()
+        if now < self._closed_from:
+            return False
+        if self._closed_from:
+            self._closed_from = now + self.open_s
+        return True
+
+    def failed(self) -> bool:
+        """Records a failure; True where it opens the breaker (one log line per outage, not per request)."""
+        opened = not self._closed_from
+        self._closed_from = time.monotonic() + self.open_s
+        return opened
+
+    def succeeded(self) -> bool:
+        """Records an answer; True where it closes an open breaker."""
+        was_open = bool(self._closed_from)
+        self._closed_from = 0.0
+        return was_open
 
 
 def redis_client(url: str | None, timeout_s: float) -> Any:

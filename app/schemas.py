@@ -85,6 +85,8 @@ class JobStatus(BaseModel):
     finished: float | None = Field(None, description="Unix time it ended; results are kept SCORER_JOB_TTL_S after")
     results: list[BatchRowResult] | None = None
     error: str | None = None
+    restarts: int = Field(0, description="times the job was scored again from the start after its runner stopped "
+                                         "(`done` only grows otherwise)")
 
 
 class ItemInfo(BaseModel):

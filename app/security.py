@@ -36,9 +36,10 @@ def _matches(digest: str, allowed: list[str]) -> bool:
 def check_key(authorization: str | None, scoring: list[str], admin: list[str], need_admin: bool) -> Caller:
     if not scoring and not admin:
         return ANONYMOUS  # no keys configured: the server only binds to loopback (checked at start-up)
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():  # the scheme is case-insensitive (RFC 9110 §11.1)
         raise Unauthorized("missing API key (Authorization: Bearer <key>)")
-    digest = key_digest(authorization.removeprefix("Bearer ").strip())
+    digest = key_digest(key.strip())
     is_admin = _matches(digest, admin)
     if need_admin:
         if not is_admin:

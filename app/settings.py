@@ -31,9 +31,12 @@ class Settings(BaseSettings):
     # Micro-batching: wait this long for more requests to share one trunk run (latency vs throughput).
     batch_wait_ms: float = Field(2.0, ge=0)
     max_batch_rows: int = Field(64, gt=0)  # rows per trunk run
+    # Job rows run in slices of about this long, alone: an interactive request waits at most one slice.
+    background_slice_ms: float = Field(15.0, gt=0)
     max_queue_rows: int = Field(4096, gt=0)  # beyond this, 429 instead of an ever-growing queue
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0)
     body_timeout_s: float = Field(15.0, gt=0)  # a body not received within this gets 408
+    header_timeout_s: float = Field(10.0, gt=0)  # request line + headers not received within this: closed
     max_answers_per_request: int = Field(1000, gt=0)  # /score and /batch
     max_answers_per_job: int = Field(100_000, gt=0)
     max_answer_chars: int = Field(20_000, gt=0)  # longer answers are refused (tokens are truncated anyway)
