@@ -35,6 +35,16 @@ def test_committed_ensembles_are_served_with_their_members_named(committed_serve
         assert abs(sum(scored["probabilities"]) - 1) < 1e-4
 
 
+@pytest.mark.parametrize("answer", ["Η όξινη βροχή διαλύει το μάρμαρο και τον ασβεστόλιθο.",
+                                    "المطر الحمضي يذيب الرخام والحجر الجيري"])
+def test_unknown_scripts_are_flagged_on_every_ensemble(committed_server: Server, answer: str) -> None:
+    """MiniLM reads Greek and Arabic as known single letters; E5's Latin-only vocabulary as unknown tokens:
+    the guard must hear every member's trunk (before: score 0, needs_review false, no reasons on asap-01)."""
+    for item_id in SERVED:
+        scored = httpx.post(f"{committed_server.url}/score/{item_id}", json={"answer": answer}).json()
+        assert scored["needs_review"] and "unknown_words" in scored["review_reasons"], (item_id, scored)
+
+
 def test_fast_mode_serves_each_item_by_its_first_member(committed_fast_server: Server) -> None:
     for item_id, ensemble in SERVED.items():
         scored = httpx.post(f"{committed_fast_server.url}/score/{item_id}", json={"answer": ANSWER}).json()
