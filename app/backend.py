@@ -47,6 +47,9 @@ class PreparedRow:
     encoded: EncodedAnswer
     others: Mapping[str, EncodedAnswer] = field(default_factory=dict)  # backbone -> tokens
     text: str | None = None  # only for items with a lexical member; never logged
+    # The version the row was prepared for: it scores the row even if a reload swaps the item meanwhile (its
+    # heads stay loadable: a switch keeps the old version's files), so a version switch fails no request.
+    spec: ItemSpec | None = field(default=None, compare=False)
 
     @property
     def unknown_share(self) -> float:

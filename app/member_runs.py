@@ -90,7 +90,7 @@ class MemberRuns:
         on_trunk: dict[str, list[tuple[int, int]]] = defaultdict(list)  # backbone -> (row, member index)
         on_text: list[tuple[int, int]] = []
         for index, row in enumerate(rows):
-            spec = items.get(row.item_id)
+            spec = row.spec or items.get(row.item_id)  # the version it was prepared for finishes it
             if spec is None:  # gone since its rows were prepared (reload)
                 outcomes[index] = UnknownItem(f"unknown item {row.item_id!r}")
                 continue

@@ -147,13 +147,18 @@ class OnnxBackend:
         return self._swap_in(fresh, fresh.items[item_id])
 
     def rollback(self, item_id: str) -> ItemSpec:
-        """Swap in the newest exported version other than the one served now (from the manifest's history)."""
+        """Swap in the previous served configuration: the newest earlier exported version of the same kind
+        (an ensemble goes back to an earlier ensemble, not to the single head a staged `make serve` served
+        for a few seconds before it); only where there is none, the newest earlier version of any kind
+        (the response's `members` and `combine` say what serves now)."""
         fresh = load_artifacts(self.artifacts.root, self.fast)
         current = self.artifacts.items.get(item_id)
         older = [entry for entry in fresh.history(item_id) if current is None or entry["version"] != current.version]
         if not older:
             raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
-        return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, older[0], fast=self.fast))
+        kind = "single" if current is None else current.combine
+        same_kind = older if self.fast else [entry for entry in older if str(entry.get("combine", "single")) == kind]
+        return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, (same_kind or older)[0], fast=self.fast))
 
     def activate(self, item_id: str, version: str) -> ItemSpec:
         """Serve exactly `version` (current or in the manifest's history): another replica switched to it."""
@@ -234,7 +239,7 @@ class OnnxBackend:
             encoded = tokens[index][first]
             reads_text = any(not member.on_trunk for member in spec.serving_members)
             prepared[index] = (PreparedRow(spec.item_id, encoded, {name: tokens[index][name] for name in others},
-                                           rows[index][1] if reads_text else None)
+                                           rows[index][1] if reads_text else None, spec)
                                if encoded.readable_tokens else
                                NoScorableContent("the answer has nothing the model can read (only control, "
                                                  "zero-width, combining or space characters)"))

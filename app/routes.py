@@ -111,13 +111,13 @@ async def delete_job(job_id: str, jobs: JobsDep, caller: CallerDep) -> JobStatus
     return JobStatus(**(await jobs.cancel(job_id[:64], caller)))
 
 
-def _item_info(backend: Any, item_id: str) -> ItemInfo:
+def _item_info(backend: Any, item_id: str, replaced: str | None = None) -> ItemInfo:
     spec = backend.items()[item_id]
     return ItemInfo(item_id=item_id, score_range=(spec.labels[0], spec.labels[-1]),
                     adapter_version=spec.version, head_format=spec.head_format,
                     members=spec.member_names,
                     combine=spec.combine, cached=backend.is_cached(spec), review_threshold=spec.review_threshold,
-                    evaluation=spec.model_card)
+                    evaluation=spec.model_card, replaced=replaced)
 
 
 @scoring_router.get("/items", response_model=list[ItemInfo])
@@ -166,12 +166,16 @@ async def reload_item(request: Request, backend: BackendDep, item_id: str = Item
     With Redis, every other replica switches to the same version within about a second."""
     if not is_item_id(item_id):  # may be new to this process: only the id rule applies
         raise UnknownItem("unknown item")
+    before = backend.items().get(item_id)
     await _announce(request, await asyncio.to_thread(backend.reload, item_id))
-    return _item_info(backend, item_id)
+    return _item_info(backend, item_id, replaced=before.version if before is not None else None)
 
 
 @admin_router.post("/items/{item_id}/rollback", response_model=ItemInfo)
 async def rollback_item(request: Request, backend: BackendDep, item_id: ServedItemDep) -> ItemInfo:
-    """Return the item to its previous exported version (on every replica, with Redis)."""
+    """Return the item to its previous served configuration (on every replica, with Redis): the newest earlier
+    version of the same kind (ensemble or single head), else the newest earlier one; `members`, `combine` and
+    `replaced` say what serves now and what it replaced."""
+    before = backend.items()[item_id]
     await _announce(request, await asyncio.to_thread(backend.rollback, item_id))
-    return _item_info(backend, item_id)
+    return _item_info(backend, item_id, replaced=before.version)

@@ -101,6 +101,7 @@ class ItemInfo(BaseModel):
     cached: bool
     review_threshold: float
     evaluation: dict[str, Any]
+    replaced: str | None = Field(None, description="reload and rollback answers: the version this switch replaced")
 
 
 class ErrorBody(BaseModel):

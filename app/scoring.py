@@ -99,7 +99,8 @@ class ScoringService:
     async def _score_ready(self, ready: list[tuple[int, PreparedRow]], outcomes: list[Outcome | None],
                            background: bool) -> None:
         items = self.backend.items()
-        versions = [items[row.item_id].version if row.item_id in items else "" for _, row in ready]
+        versions = [row.spec.version if row.spec is not None else items[row.item_id].version
+                    if row.item_id in items else "" for _, row in ready]
         keys = [cache_key(row.item_id, version, row.digest)
                 for (_, row), version in zip(ready, versions, strict=True)]
         cached = await self.duplicates.get_many(keys) if keys else []

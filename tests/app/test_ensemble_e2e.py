@@ -76,3 +76,21 @@ def test_a_member_that_fails_to_load_makes_the_item_unavailable(committed_artifa
     # Never a silent fall-back to the members that did load: the row gets the item's error.
     assert isinstance(broken, ItemUnavailable) and "cannot be loaded" in str(broken)
     assert isinstance(fine, Scored) and len(fine.members) == len(SERVED[other]["members"])
+
+
+def test_rows_prepared_before_a_switch_are_scored_by_their_version(committed_artifacts: Path, tmp_path: Path) -> None:
+    """A reload from a single head to an ensemble while answers wait: they were tokenized for MiniLM alone and
+    must be finished by the version they were prepared for (before: 503 item_unavailable, 17 of 485)."""
+    from tests.reliability.test_version_switch import ITEM, _with_history
+
+    ensemble_version = _with_history(committed_artifacts, tmp_path / "onnx")
+    backend = OnnxBackend(Settings(artifacts=tmp_path / "onnx", threads=1))
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    single = backend.activate(ITEM, manifest["history"][ITEM][0]["version"])  # the single head serves
+    assert single.combine == "single"
+    waiting = backend.prepare([AnswerRow(ITEM, ANSWER)])
+    assert backend.reload(ITEM).version == ensemble_version
+    (scored,) = backend.score_prepared(waiting)  # type: ignore[arg-type]
+    assert isinstance(scored, Scored) and scored.adapter_version == single.version, scored
+    (now,) = score_now(backend, [AnswerRow(ITEM, ANSWER)])
+    assert isinstance(now, Scored) and now.adapter_version == ensemble_version

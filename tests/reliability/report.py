@@ -25,7 +25,7 @@ class Row:
 
 # One row each; a session that ran only some of them says which are missing instead of looking complete.
 SCENARIOS = ("1.", "2.", "3a.", "3b.", "3c.", "3d.", "4a.", "4b.", "5a.", "5b.", "6.", "7a.", "7b.", "7c.", "8a.",
-             "8b.", "8c.", "9a.", "9b.", "10a.", "10b.", "11a.", "11b.", "12.")
+             "8b.", "8c.", "9a.", "9b.", "10a.", "10b.", "11a.", "11b.", "12.", "13.")
 
 
 class ResultsTable:
