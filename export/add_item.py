@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -17,8 +18,15 @@ from core.item_ids import ITEM_ID
 from core.manifest import item_spec, single_entry
 from export.pipeline import ExportOptions, export_all
 from training.add_item import DEFAULT_COLUMNS, load_item_file
-from training.artifacts import accept_version
-from training.backbones import adapter_key, default_split_layer
+from training.artifacts import current_versions, restore_current
+from training.backbones import DEFAULT_BACKBONE, adapter_key, default_split_layer
+from training.candidates import (
+    accept_candidate,
+    adapter_test_qwk,
+    backbone_of_version,
+    current_record_of,
+    keep_candidate,
+)
 from training.data import Columns, DataError, ItemData, ScoreRange, read_second_scores, with_second_scores
 from training.ensemble_build import ENSEMBLES, apply_choice, build_ensemble, write_ensemble
 from training.pipeline import QualityRefused, train_adapter
@@ -35,15 +43,17 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
              backbone: str = "minilm-en", recipe: Recipe = "auto", accept: str | None = None,
              lexical: bool = True, second_score_column: str | None = None,
              accurate: bool = False) -> dict[str, object]:
-    """Validate, split, train (with the recipe for the item's size), evaluate, write adapters/<id>/vN and
-    export it. `accept`: serve that already trained version (a refused candidate) instead of training.
-    `lexical`: serve the adapter with the lexical member (averaged probabilities, decoded by training's
-    ensemble rule): on ASAP that pair beat the adapter alone on cross-fitted validation QWK
-    (0.755 vs 0.747, pooled over ten items), and lexical models are strongest on small items.
-    `second_score_column`: a second rater's scores; an extra adapter is trained on both raters (<id>-r2).
+    """Validate, split, train (with the recipe for the item's size), choose what to serve, judge it, write
+    adapters/<key>/vN and export it. The item is served as <key> (the id plus the backbone's suffix: x, x-e5),
+    and nothing else that is served changes.
+
+    What is served is chosen per item on validation: the adapter alone, or with the lexical member (averaged
+    probabilities) and the extra members, whichever combination validation prefers (ties: fewer members).
+    The quality floor judges exactly that on the test answers; a refused run changes nothing that is served
+    and keeps its adapters and choice as a candidate for `accept`.
+    `second_score_column`: a second rater's scores; an extra adapter is trained on both raters (<key>-r2).
     `accurate`: the members of the shipped ASAP ensembles (reports/levers.json): an adapter of another seed on
     the same trunk and one on the other backbone (e5-multilingual for a MiniLM item), two trunks per answer.
-    Every member trained is served together.
     Returns a summary."""
     if not ITEM_ID.match(item_id):
         raise DataError(data, None, f"item id {item_id!r} must be a slug: [a-z0-9][a-z0-9_-]{{0,63}}")
@@ -53,42 +63,93 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
         raise DataError(data, None, f"--accurate pairs {sorted(ACCURATE_PARTNER)} with each other, not {backbone!r}")
     started = time.perf_counter()
     item = load_item_file(data, item_id, score_range, columns)  # the same split as when it was trained
+    key = adapter_key(item_id, backbone)
+    backbone_folder = backbone if Path(backbone).is_dir() else None
     if accept is not None:
-        adapter = accept_version(adapters, adapter_key(item_id, backbone), accept).config
-        members: list[dict[str, Any]] = []
+        adapter, ensemble = accept_candidate(adapters, key, accept)
     else:
+        before = current_versions(adapters)
         config = recipe_config(item, config, recipe)
-        adapter, _ = train_adapter(item, adapters, config, backbone, force=True, min_test_qwk=min_test_qwk)
+        adapter, _ = train_adapter(item, adapters, config, backbone, force=True)
         members = train_members(item, data, adapters, config, backbone, columns, second_score_column, accurate)
-    exported = tuple(dict.fromkeys(str(a["backbone"]["name"]) for a in [adapter, *members]))
-    if lexical or members:
-        # The lexical member is refitted on training + validation answers once the choice is made: on small
-        # items every answer counts (reports/small_data.md: refit against not, same adapter and choice).
-        # Only this run's adapters: members an earlier --accurate run left behind were trained on other data.
-        built, _ = build_ensemble(item, adapters, max_trunks=len(exported), lexical=lexical, force=True,
-                                  backbone_folder=backbone if Path(backbone).is_dir() else None, refit_lexical=True,
-                                  only={str(a["item_id"]) for a in [adapter, *members]})
-        everything = max(built["candidates"], key=lambda candidate: len(candidate["members"]))
-        write_ensemble(adapters, apply_choice(built, everything["signature"]))
+        run = {str(a["item_id"]): str(a["version"]) for a in [adapter, *members]}
+        exported_now = {str(a["backbone"]["name"]) for a in [adapter, *members]}
+        ensemble = None
+        if lexical or members:
+            # The lexical member is refitted on training + validation answers once the choice is made: on small
+            # items every answer counts (reports/small_data.md). Only this run's adapters are candidates.
+            built, _ = build_ensemble(item, adapters, max_trunks=len(exported_now), lexical=lexical, force=True,
+                                      backbone_folder=backbone_folder, refit_lexical=True, only=set(run),
+                                      primary_key=key, write=False)
+            ensemble = apply_choice(built)
+        served_qwk = float(ensemble["chosen"]["test"]["qwk"] if ensemble else adapter_test_qwk(adapters, key))
+        if served_qwk < min_test_qwk:
+            for name in run:
+                restore_current(adapters, name, before.get(name))
+            keep_candidate(adapters, key, run, ensemble)
+            command = _accept_command(item_id, data, score_range, columns, backbone, adapters, out, run[key])
+            served = (f"{before[key]} stays the served version" if before.get(key)
+                      else "nothing is served for this item yet")
+            raise QualityRefused(
+                f"{key}: what would be served ({_served_names(ensemble, key)}) scored test QWK {served_qwk:.3f} on "
+                f"{len(item.test)} held-out answers, below the floor {min_test_qwk:.2f} (--min-qwk), so {served} "
+                f"and nothing else changed. The trained version {run[key]} is kept as a candidate. To serve it "
+                f"anyway, without retraining:\n  {command}", key, run[key])
+    if ensemble is not None:
+        write_ensemble(adapters, ensemble)
     trained = time.perf_counter() - started
-    key = str(adapter["item_id"])  # item_id, or item_id + the backbone's suffix (e5: "-e5")
+    members_now = [str(m["adapter"]) for m in (ensemble or {}).get("members", []) if m.get("kind") == "adapter"]
+    exported = tuple(dict.fromkeys(str(current_record_of(adapters, name)["backbone"]["name"])
+                                   for name in [key, *members_now]))
     low = item.score_range.low
     texts = {item_id: {name: ([t for t, _ in rows], [s - low for _, s in rows])  # every member's held-out answers
                        for name, rows in (("validation", item.validation), ("test", item.test))}}
-    # Only the new item's backbone is exported: the other backbones' heads stay as they were.
-    manifest = export_all(ExportOptions(adapters, out, item_texts=texts,
-                                        backbone=backbone if Path(backbone).is_dir() else None,
-                                        backbones=exported))
+    # Only the new item's backbones are exported, and only its own heads are checked in full: every other
+    # head keeps its entry as it was (a `make serve` export checked them on their golden answers).
+    manifest = export_all(ExportOptions(adapters, out, item_texts=texts, backbone=backbone_folder,
+                                        backbones=exported, recheck=frozenset([key, *members_now])))
     entry, single = manifest["items"][key], single_entry(manifest["items"][key])
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
             "members": item_spec(out, key, entry, manifest).member_names,
             "score_range": str(item.score_range),
             "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "class_weighted", "decoding")},
+            "choice": _choice_summary(ensemble),
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"],
             "test_qwk_adapter_alone": single["qwk"]["test"]["qwk_onnx"],
             "max_abs_logit_diff": single["max_abs_logit_diff"],
             "seconds_train": round(trained, 1), "seconds_total": round(time.perf_counter() - started, 1)}
+
+
+def _served_names(ensemble: dict[str, Any] | None, key: str) -> str:
+    if ensemble is None:
+        return f"{key} alone"
+    return " + ".join(str(m.get("adapter", "lexical")) for m in ensemble["members"])
+
+
+def _choice_summary(ensemble: dict[str, Any] | None) -> dict[str, object] | None:
+    """What validation chose among the candidates, with the numbers that chose it."""
+    if ensemble is None:
+        return None
+    return {"served": ensemble["chosen"]["signature"], "rule": "best validation QWK, ties to fewer members",
+            "candidates": {c["signature"]: {"validation_qwk": c["crossfit_validation_qwk"],
+                                            "test_qwk": c["test"]["qwk"]} for c in ensemble["candidates"]}}
+
+
+def _accept_command(item_id: str, data: Path, score_range: ScoreRange | None, columns: Columns, backbone: str,
+                    adapters: Path, out: Path, version: str) -> str:
+    """The exact add-item command that serves this candidate (copy-paste runnable)."""
+    parts = ["python -m training add-item", f"--item {item_id}", f"--data {shlex.quote(str(data))}",
+             f"--backbone {shlex.quote(backbone)}", f"--accept {version}",
+             f"--adapters {shlex.quote(str(adapters))}", f"--out {shlex.quote(str(out))}"]
+    if score_range is not None:
+        parts.append(f"--score-range {score_range}")
+    for flag, value, default in (("--text-column", columns.text, DEFAULT_COLUMNS.text),
+                                 ("--score-column", columns.score, DEFAULT_COLUMNS.score),
+                                 ("--split-column", columns.split, DEFAULT_COLUMNS.split)):
+        if value != default:
+            parts.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def train_members(item: ItemData, data: Path, adapters: Path, config: TrainConfig, backbone: str,
@@ -115,17 +176,29 @@ def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
     """The CLI command; `config` is the training configuration training's CLI built from the options."""
     score_range = ScoreRange.parse(args.score_range) if args.score_range else None
     columns = Columns(text=args.text_column, score=args.score_column, item=None, split=args.split_column)
+    backbone = args.backbone
+    if backbone is None and args.accept is not None:  # the backbone whose adapter has that version
+        found = backbone_of_version(Path(args.adapters), args.item, args.accept)
+        if len(found) != 1:
+            print(f"error: {args.item} {args.accept} exists for backbones {found or 'none'}; say which with "
+                  f"--backbone", file=sys.stderr)
+            return 2
+        backbone = found[0]
     try:
         summary = add_item(args.item, Path(args.data), score_range, Path(args.adapters), Path(args.out),
-                           config, args.min_qwk, columns, args.backbone, args.recipe, args.accept, args.lexical,
-                           args.second_score_column, args.accurate)
+                           config, args.min_qwk, columns, backbone or DEFAULT_BACKBONE, args.recipe, args.accept,
+                           args.lexical, args.second_score_column, args.accurate)
     except QualityRefused as exc:
         print(f"\nrefused: {exc}", file=sys.stderr)  # on its own line, after the progress bar
         return 3
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     key = summary["item_id"]  # the item id plus the backbone's suffix, if any
     if key != args.item:
-        print(f"note: served as {key!r} (items of the {args.backbone} backbone carry its suffix)")
+        print(f"note: served as {key!r} (items of the {backbone} backbone carry its suffix)")
     print(f"{key} {summary['version']} is ready in {summary['seconds_total']} s; a running service picks it "
-          f"up with POST /admin/items/{key}/reload (or by itself with SCORER_WATCH_ARTIFACTS_S)")
+          f"up with:\n  curl -s -X POST localhost:8000/admin/items/{key}/reload\n(or by itself with "
+          f"SCORER_WATCH_ARTIFACTS_S)")
     return 0

@@ -81,7 +81,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
                          "config": record.config.get("fingerprint"), "version": record.version,
                          "head_graph": entry.get("adapter_head", {}).get("key")})
         previous = old_items.get(item_id, {})
-        checked_enough = options.validate == "golden" or previous.get("validation", "full") == "full"
+        checked_enough = (options.validate == "golden" or previous.get("validation", "full") == "full"
+                          or (options.recheck is not None and item_id not in options.recheck))
         if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
             manifest["items"][item_id] = previous
             continue

@@ -40,6 +40,9 @@ class ExportOptions:
     validate: Validation = "full"
     fused: bool = True  # also the fused trunk (export/fused.py), served where it validates
     grouped: bool = True  # also the batched head graph (served on CUDA; the CPU image leaves it out)
+    # Only these item keys are checked anew (add-item: its own heads); every other exported head keeps its entry
+    # as it was, whatever check it passed (None: the validation level decides, as in `make export`).
+    recheck: frozenset[str] | None = None
     log: Callable[[str], None] = print
 
 

@@ -142,6 +142,28 @@ def accept_version(root: Path, item_id: str, version: str) -> AdapterRecord:
     return record
 
 
+def current_versions(root: Path) -> dict[str, str | None]:
+    """Adapter key -> its current version (None: a key with only candidates)."""
+    return {key: entry.get("current") for key, entry in read_manifest(root)["items"].items()}
+
+
+def restore_current(root: Path, item_id: str, version: str | None) -> None:
+    """Serve `version` of the key again (None: nothing, as before its first version); the versions trained
+    since stay as candidates that `accept_version` can serve later."""
+    manifest = read_manifest(root)
+    entry = manifest["items"].get(item_id)
+    if entry is None:
+        return
+    if version is None:
+        for name in ("current", "score_range", "backbone", "test_qwk"):
+            entry.pop(name, None)
+        entry["current"] = None
+    else:
+        record = load_record(root / item_id / version)
+        _make_current(entry, version, record.config, record.metrics)
+    write_manifest(root, manifest)
+
+
 def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float | None) -> str:
     test, sizes = metrics.get("test", {}), metrics.get("sizes", {})
     ceiling = f"{human_qwk:.3f}" if human_qwk is not None else "not known"
@@ -158,10 +180,20 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
         f"{sizes.get('test', '?')} test answers",
         f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
         f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}",
+        f"- Training: {_steps(metrics.get('steps', {}))}; class weights "
+        f"{'inverse-frequency' if config['train'].get('class_weighted') else 'none'}; decoding rule "
+        f"{config['train'].get('decoding', 'auto')}",
         f"- Decoding: {_decoding(config['decoding']['thresholds'])}",
         f"- Needs review below confidence {config['review_threshold']:.2f}",
         "",
     ])
+
+
+def _steps(steps: dict[str, Any]) -> str:
+    if not steps:
+        return "steps not recorded"
+    return (f"{steps['trained']} optimiser steps (minimum {steps['minimum']}), the kept epoch after "
+            f"{steps['kept']}")
 
 
 def _decoding(thresholds: list[float] | None) -> str:

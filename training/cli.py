@@ -264,7 +264,8 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
                      help="auto (default): the small-item recipe below 1,000 training answers (training/recipes.py)")
     add.add_argument("--adapters", default=str(ADAPTERS), help="adapter folder (default: adapters/)")
     add.add_argument("--out", default=str(REPO / "build" / "onnx"), help="artifact folder to export into")
-    add.add_argument("--backbone", default=DEFAULT_BACKBONE, help="minilm-en (English) or e5-multilingual")
+    add.add_argument("--backbone", default=None, help="minilm-en (English, the default) or e5-multilingual; with "
+                                                      "--accept: the backbone whose adapter has that version")
     add.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
                      help="serve the adapter together with a word + char n-gram model of the item (default; "
                           "seconds more); --no-lexical: the adapter alone")

@@ -31,7 +31,7 @@ DEFAULT_MAX_TRUNKS = 2
 class Choice:
     members: tuple[Candidate, ...]
     crossfit_qwk: float  # what chose it
-    thresholds: list[float]  # tuned on the whole validation set, as served
+    thresholds: list[float] | None  # tuned on the whole validation set, as served; None: argmax
     validation_qwk: float  # with those thresholds (optimistic: tuned on the same answers)
     test: dict[str, object]  # QWK, accuracy, macro F1 on test (reported, never used to choose)
 
@@ -76,8 +76,8 @@ def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
     weights = [1.0] * len(members)
     mixed = {split: combine([member.probabilities[split] for member in members], weights) for split in truth}
     classes = list(range(mixed["validation"].shape[1]))
-    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule: cuts tuned on a few dozen overfit
-        thresholds = [k + 0.5 for k in range(len(classes) - 1)]
+    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule (training/recipes.py): argmax
+        thresholds = None
         validation_qwk = quadratic_weighted_kappa(truth["validation"], list(decode(mixed["validation"], thresholds)),
                                                   classes)
         return Choice(members, validation_qwk, thresholds, validation_qwk,

@@ -95,8 +95,13 @@ def save_probabilities(path: Path, candidates: list[Candidate], truth: dict[str,
 
 
 def write_ensemble(adapters: Path, ensemble: dict[str, Any]) -> None:
-    path = ensemble_folder(adapters, ensemble["item_id"]) / ENSEMBLE_FILE
-    path.write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
+    """ensemble.json (and the lexical member's graph, where the build made one) in the ensemble's folder."""
+    folder = ensemble_folder(adapters, ensemble["item_id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = ensemble.pop("lexical_onnx", b"")
+    if onnx:
+        (folder / LEXICAL_FILE).write_bytes(onnx)
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
 
 
 def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
@@ -109,21 +114,28 @@ def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
 def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: bool = True,
                    force: bool = False, backbone_folder: str | None = None,
                    refit_lexical: bool = False, keep_probabilities: Path | None = None,
-                   only: set[str] | None = None) -> tuple[dict[str, Any], bool]:
+                   only: set[str] | None = None, primary_key: str | None = None,
+                   write: bool = True) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
     ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
     refit_lexical: the lexical member served is refitted on training + validation answers (small items).
     keep_probabilities: a folder for <item>.npz, every candidate's validation and test probabilities (for
     studies of other combination rules: training/weights_study.py), written when the ensemble is built.
-    only: the adapter keys that may be members (None: every current adapter of the item)."""
+    only: the adapter keys that may be members (None: every current adapter of the item).
+    primary_key: the adapter key the ensemble is served under and its first member (default: the item's own, the
+    default backbone's): an E5 item's ensemble is `x-e5`'s, and never replaces `x`'s.
+    write: False keeps it in memory (add-item writes it only once the floor accepts what it serves)."""
     records = [record for record in item_adapters(adapters, item.item_id) if only is None or record.item_id in only]
-    if not records:
-        raise FileNotFoundError(f"{item.item_id} has no trained adapter in {adapters}; train it first")
+    if primary_key is not None:
+        records.sort(key=lambda record: record.item_id != primary_key)
+    if not records or (primary_key is not None and records[0].item_id != primary_key):
+        raise FileNotFoundError(f"{primary_key or item.item_id} has no trained adapter in {adapters}; train it first")
+    ensemble_id = records[0].item_id
     key = fingerprint({"data": data_fingerprint(item.splits()), "recipe": RECIPE, "lexical": lexical,
                        **({"refit_lexical": True} if refit_lexical else {}),
                        "max_trunks": max_trunks, "members": [[r.item_id, r.version, r.config.get("fingerprint")]
                                                              for r in records]})
-    existing = read_ensemble(adapters, item.item_id)
+    existing = read_ensemble(adapters, ensemble_id)
     if existing is not None and existing.get("fingerprint") == key and not force:
         return existing, False
     started = time.perf_counter()
@@ -139,16 +151,11 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     _, evaluated = choose(candidates, truth, max_trunks)
     if keep_probabilities is not None:
         save_probabilities(keep_probabilities / f"{item.item_id}.npz", candidates, truth)
-    folder = ensemble_folder(adapters, item.item_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    lexical_sha256 = ""
-    for member in candidates:
-        if member.kind == "lexical":  # kept whether chosen or not: a pooled choice may pick it later
-            (folder / LEXICAL_FILE).write_bytes(member.onnx)
-            lexical_sha256 = hashlib.sha256(member.onnx).hexdigest()
+    lexical_onnx = next((member.onnx for member in candidates if member.kind == "lexical"), b"")
+    lexical_sha256 = hashlib.sha256(lexical_onnx).hexdigest() if lexical_onnx else ""
     primary = records[0]
     ensemble = apply_choice({
-        "item_id": item.item_id, "fingerprint": key,
+        "item_id": ensemble_id, "source_item": item.item_id, "fingerprint": key,
         "labels": item.score_range.labels, "score_range": {"low": low, "high": item.score_range.high},
         "combine": "mean_probabilities", "fast": {"adapter": primary.item_id, "version": primary.version},
         "candidates": [_summary(choice, truth["validation"], lexical_sha256) for choice in evaluated],
@@ -158,5 +165,8 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
         "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
                     "total": round(time.perf_counter() - started, 2)},
     })
-    write_ensemble(adapters, ensemble)
+    ensemble["lexical_onnx"] = lexical_onnx  # written beside ensemble.json (kept whether chosen or not: a
+    # pooled choice may pick it later), never into it
+    if write:
+        write_ensemble(adapters, ensemble)
     return ensemble, True

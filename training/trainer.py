@@ -80,6 +80,8 @@ class TrainResult:
     thresholds: list[float] | None = None
     metrics: dict[str, dict[str, object]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    steps: int = 0  # optimiser steps taken
+    kept_steps: int = 0  # steps behind the kept epoch (never fewer than min_steps where that many were run)
 
 
 def seed_everything(seed: int) -> None:
@@ -191,6 +193,7 @@ def train_item(
     best_state: dict[str, Tensor] | None = None
     best_qwk, best_loss, since_better = -2.0, float("inf"), 0
     kept_loss = float("inf")  # validation loss of the kept epoch: breaks QWK ties
+    steps = 0
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -204,6 +207,7 @@ def train_item(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            steps += 1
             losses.append(loss.item())
             if on_step:
                 on_step()
@@ -216,15 +220,19 @@ def train_item(
             on_epoch(record)
         # Best validation QWK; on a tie the lower validation loss. Without the tie-break an item whose argmax
         # QWK stays 0.000 (small, skewed) kept epoch 1 while later epochs kept improving the probabilities.
-        if val_qwk > best_qwk or (val_qwk == best_qwk and val_loss < kept_loss):
-            best_qwk, result.best_epoch, kept_loss = val_qwk, epoch, val_loss
+        # min_steps is a floor on what is kept and on when training may stop: before it, no epoch is kept
+        # (small items stopped after 9-90 steps with patience 2 and kept a model near chance).
+        reached = steps >= config.min_steps or epoch == epochs
+        if reached and (val_qwk > best_qwk or (val_qwk == best_qwk and val_loss < kept_loss)):
+            best_qwk, result.best_epoch, kept_loss, result.kept_steps = val_qwk, epoch, val_loss, steps
             best_state = copy.deepcopy({k: v for k, v in model.state_dict().items()})
         if val_loss < best_loss - 1e-4:
             best_loss, since_better = val_loss, 0
         else:
             since_better += 1
-            if since_better >= config.patience:
+            if since_better >= config.patience and reached:
                 break
+    result.steps = steps
     if best_state is not None:
         model.load_state_dict(best_state)
     seconds["train"] = time.perf_counter() - started - seconds["trunk_cache"]

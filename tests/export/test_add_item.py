@@ -93,6 +93,12 @@ def test_quality_floor_refuses_keeps_the_candidate_and_accept_serves_it(tiny_bac
                  backbone=str(tiny_backbone), recipe="standard")
     message = str(refused.value)
     assert "--min-qwk" in message and "--accept v1" in message and "nothing is served for this item yet" in message
+    # The floor judged what would be served (the per-item choice, lexical member included where chosen).
+    candidate = json.loads((adapters / "weak-item" / "v1" / "candidate.json").read_text())
+    assert candidate["members"] == {"weak-item": "v1"}
+    served = candidate["ensemble"]["chosen"]
+    assert f"({' + '.join(m.get('adapter', 'lexical') for m in served['entries'])})" in message
+    assert f"test QWK {served['test']['qwk']:.3f}" in message
     assert current_record(adapters, "weak-item") is None  # kept as a candidate, not served
     kept = (adapters / "weak-item" / "v1" / "adapter.safetensors").read_bytes()
     summary = add_item("weak-item", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=1.01,
@@ -111,7 +117,7 @@ def test_small_item_recipe() -> None:
     skewed = ItemData("x", ScoreRange(0, 2), train=[("a", 0)] * 80 + [("b", 1)] * 15 + [("c", 2)] * 5,
                       validation=[("a", 0)] * 12, test=[])
     small = recipe_config(skewed, TrainConfig())
-    assert small.min_steps == 300 and small.class_weighted and small.decoding == "fixed"
+    assert small.min_steps == 300 and small.class_weighted and small.decoding == "argmax"
     assert small.epochs_for(100) == 75  # 4 steps per epoch: 75 epochs reach 300 steps
     large = ItemData("y", ScoreRange(0, 2), train=[("a", k % 3) for k in range(1500)], validation=[], test=[])
     assert recipe_config(large, TrainConfig()) == TrainConfig()
