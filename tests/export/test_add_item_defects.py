@@ -26,7 +26,7 @@ def test_min_steps_are_trained_and_kept(tiny_backbone: Path, tmp_path: Path) -> 
     """Early stopping (patience 1, a learning rate that makes validation loss climb) stopped after a few steps
     and kept an early epoch; a minimum number of steps means that many, for training and for the kept model."""
     config = TrainConfig(split_layer=1, max_epochs=1, batch_size=8, learning_rate=5e-2, patience=1, min_steps=40)
-    adapter, _ = train_adapter(tiny_item("steps", copies=4), tmp_path, config, str(tiny_backbone))
+    train_adapter(tiny_item("steps", copies=4), tmp_path, config, str(tiny_backbone))
     steps = json.loads((tmp_path / "steps" / "v1" / "metrics.json").read_text())["steps"]
     assert steps["minimum"] == 40 and steps["trained"] >= 40 and steps["kept"] >= 40, steps
     card = (tmp_path / "steps" / "v1" / "MODEL_CARD.md").read_text()
