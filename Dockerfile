@@ -84,6 +84,7 @@ WORKDIR /tmp/src
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY app ./app
+COPY cli ./cli
 RUN case "${RUNTIME}" in cpu|gpu) ;; *) echo "RUNTIME must be cpu or gpu" >&2; exit 1;; esac \
  && pip install ".[${RUNTIME}]" \
  && if pip show onnxruntime >/dev/null 2>&1 && pip show onnxruntime-gpu >/dev/null 2>&1; then \

@@ -35,7 +35,7 @@ setup: $(STAMP)
 # Builds the ONNX artifacts only when missing or stale (the exporter's manifest decides per file), each
 # checked against PyTorch on every validation and test answer.
 export: $(SERVE_STAMP)
-	$(BIN)/python -m export --adapters adapters --out $(ONNX_DIR)
+	$(BIN)/scorer export --adapters adapters --out $(ONNX_DIR)
 
 # First answer in minutes: the default backbone's items are exported (checked on their golden answers) and
 # served; the other backbones' items are exported beside the running service and appear without a restart
@@ -43,13 +43,13 @@ export: $(SERVE_STAMP)
 # run the full check against PyTorch.
 serve: $(SERVE_STAMP)
 	@echo "== exporting the default backbone's items (golden-answer check) =="
-	$(BIN)/python -m export --adapters adapters --out $(ONNX_DIR) --backbones minilm-en --validate golden
+	$(BIN)/scorer export --adapters adapters --out $(ONNX_DIR) --backbones minilm-en --validate golden
 	@echo "== serving on http://$(HOST):$(PORT); other backbones follow in the background (build/export-rest.log) =="
 	@mkdir -p build
-	$(BIN)/python -m export.rest --adapters adapters --out $(ONNX_DIR) \
+	$(BIN)/scorer export-rest --adapters adapters --out $(ONNX_DIR) \
 		--after http://$(HOST):$(PORT)/health/ready > build/export-rest.log 2>&1 &
 	SCORER_ARTIFACTS=$(ONNX_DIR) SCORER_WATCH_ARTIFACTS_S=$${SCORER_WATCH_ARTIFACTS_S:-2} \
-		$(BIN)/python -m app --host $(HOST) --port $(PORT)
+		$(BIN)/scorer serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -58,22 +58,22 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check core training export app bench tests
-	$(BIN)/mypy core training export app bench
+	$(BIN)/ruff check core training export app bench cli tests
+	$(BIN)/mypy core training export app bench cli
 
 train: $(STAMP)
-	$(BIN)/python -m training train --items all
-	$(BIN)/python -m training train --backbone e5-multilingual --items all
+	$(BIN)/scorer train --items all
+	$(BIN)/scorer train --backbone e5-multilingual --items all
 
 report: $(STAMP)
-	$(BIN)/python -m training report
+	$(BIN)/scorer report
 
 # Engine vs one full ONNX model per item vs transformers+peft, side by side (bench/results/).
-bench: export
-	$(BIN)/python -m bench
+bench: export $(STAMP)
+	$(BIN)/scorer bench
 
-bench-quick: export
-	$(BIN)/python -m bench --quick
+bench-quick: export $(STAMP)
+	$(BIN)/scorer bench --quick
 
 # The CPU image built and used for real, then compose with both Redis roles and Prometheus (README "Deploy").
 # Docker comes from Debian's packages (installed and started here when missing); where no registry answers,

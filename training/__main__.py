@@ -1,9 +1,8 @@
-"""`python -m training`. This entry point is a program, not a module anything imports: it binds add-item
-(train, then export) to export's implementation, so the training package itself never imports export."""
+"""`python -m training`: the training pipeline's commands (train, ensemble, report, ...). add-item spans training
+and export, so it is a command of the project's CLI (`scorer add-item`, cli/add_item.py), not of this package."""
 
 import sys
 
-from export.add_item import cmd_add_item
 from training.cli import main
 
-sys.exit(main(add_item=cmd_add_item))
+sys.exit(main())

@@ -168,7 +168,7 @@ AddItemCommand = Callable[[argparse.Namespace, TrainConfig], int]
 def _add_item_command(implementation: AddItemCommand | None) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         if implementation is None:
-            print("error: add-item trains and exports; run it as `python -m training add-item`", file=sys.stderr)
+            print("error: add-item trains and exports; run it as `scorer add-item`", file=sys.stderr)
             return 2
         return implementation(args, _config(args, _lora_defaults(args)))
 

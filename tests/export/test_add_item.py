@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from export.add_item import add_item
+from cli.add_item import add_item
 from tests.conftest import Server
 from training.artifacts import current_record
 from training.asap import load_asap_item, second_scores

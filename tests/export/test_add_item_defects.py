@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.add_item import add_item, cmd_add_item
+from cli.add_item import add_item, cmd_add_item
 from export.pipeline import ExportOptions, export_all
 from tests.conftest import tiny_item
 from tests.export.test_add_item import FAST, write_item_file
@@ -51,8 +51,8 @@ def test_a_refusal_prints_a_command_that_serves_the_candidate(tiny_backbone: Pat
         add_item("weak-item", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=1.01,
                  backbone=str(tiny_backbone), recipe="standard")
     command = str(refused.value).splitlines()[-1].strip()
-    assert command.startswith("python -m training add-item") and f"--backbone {tiny_backbone}" in command
-    argv = shlex.split(command)[3:]  # after `python -m training`
+    assert command.startswith("scorer add-item") and f"--backbone {tiny_backbone}" in command
+    argv = shlex.split(command)[1:]  # after `scorer`
     assert training_main([*argv, "--max-epochs", "1"], add_item=cmd_add_item) == 0
     printed = capsys.readouterr().out
     assert "admin/items/weak-item/reload" in printed

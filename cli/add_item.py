@@ -1,7 +1,7 @@
-"""add-item: a new item from a scored file to a served head in minutes (train, evaluate, then export its head).
+"""`scorer add-item`: a new item from a scored file to a served head in minutes (train, choose, judge, export).
 
-It lives in export because it runs both halves: export builds on training, never the other way round.
-`python -m training add-item` reaches it through training's entry point (training/__main__.py)."""
+It lives in cli, above training and export, because it runs both halves: neither package imports the other
+the wrong way round (training never imports export)."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def _choice_summary(ensemble: dict[str, Any] | None) -> dict[str, object] | None
 def _accept_command(item_id: str, data: Path, score_range: ScoreRange | None, columns: Columns, backbone: str,
                     adapters: Path, out: Path, version: str) -> str:
     """The exact add-item command that serves this candidate (copy-paste runnable)."""
-    parts = ["python -m training add-item", f"--item {item_id}", f"--data {shlex.quote(str(data))}",
+    parts = ["scorer add-item", f"--item {item_id}", f"--data {shlex.quote(str(data))}",
              f"--backbone {shlex.quote(backbone)}", f"--accept {version}",
              f"--adapters {shlex.quote(str(adapters))}", f"--out {shlex.quote(str(out))}"]
     if score_range is not None:
@@ -202,3 +202,10 @@ def cmd_add_item(args: argparse.Namespace, config: TrainConfig) -> int:
           f"up with:\n  curl -s -X POST localhost:8000/admin/items/{key}/reload\n(or by itself with "
           f"SCORER_WATCH_ARTIFACTS_S)")
     return 0
+
+
+def run_training_cli(argv: list[str]) -> int:
+    """training's argument parser (its add-item options) bound to this implementation."""
+    from training.cli import main as training_main
+
+    return training_main(argv, add_item=cmd_add_item)

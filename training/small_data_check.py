@@ -1,0 +1,147 @@
+"""`python -m training.small_data_check`: the small-item regression check, English and German.
+
+add-item's decoding and choice on items of a few hundred answers, against what it did before and against a
+TF-IDF reference, on both languages (a recipe change that loses on either does not ship):
+- English: ASAP items 1 and 5, samples of 200 non-test answers (training/small_data_study.sample), scored
+  on the item's whole standard test set; backbone minilm-en.
+- German: the two SAF micro-job questions in ../shared/data/saf-de-dev (score = round(score x 4), 0-4),
+  split stratified with the seed: 20 % test, then 10 % of the rest validation; backbone e5-multilingual.
+Per sample one small-recipe adapter is trained; on its probabilities, with the lexical member refitted on
+training + validation as add-item does:
+- `before`: the expected score cut at fixed k + 0.5, adapter + lexical always served (the recipe until now);
+- `now`: argmax, adapter alone or with the lexical member, whichever validation prefers (ties: alone);
+- `tfidf`: word 1-2 + char 2-5 gram TF-IDF logistic regression fitted on training + validation answers.
+Resumable per sample (reports/small_data_check.json); `--report` writes reports/small_data_check.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from training.asap import load_asap_item
+from training.backbones import resolve_backbone
+from training.data import ItemData, ScoreRange, stratified_split
+from training.ensemble import evaluate_subset, folds_of
+from training.ensemble_members import SCORED_SPLITS, Candidate, lexical_candidate
+from training.recipes import recipe_config
+from training.small_data_study import sample, tfidf_qwk
+from training.trainer import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+GERMAN = REPO.parent / "shared" / "data" / "saf-de-dev" / "german"
+RESULTS = REPO / "reports" / "small_data_check.json"
+SAMPLES = {"asap-01": "en", "asap-05": "en", "saf-de-2": "de", "saf-de-5": "de"}
+BACKBONE = {"en": "minilm-en", "de": "e5-multilingual"}
+VARIANTS = {"before": "before", "now": "now", "argmax_lexical": "argmax+lex", "argmax_alone": "argmax alone",
+            "cuts_alone": "cuts alone", "tfidf": "TF-IDF"}
+
+
+def german_item(question: str, seed: int) -> ItemData:
+    root = ET.parse(GERMAN / f"{question}.xml").getroot()
+    rows = [(str(answer.findtext("response") or "").strip(), round(float(answer.findtext("score") or 0) * 4))
+            for answer in root.iter("studentAnswer")]
+    rows = [(text, score) for text, score in rows if text]
+    rest, test = stratified_split(rows, 0.2, seed)
+    train, validation = stratified_split(rest, 0.1, seed)
+    return ItemData(f"saf-de-{question}", ScoreRange(0, 4), train=train, validation=validation, test=test)
+
+
+def item_of(name: str, seed: int) -> ItemData:
+    return german_item(name.removeprefix("saf-de-"), seed) if name.startswith("saf-de-") else \
+        sample(load_asap_item(name), 200, seed)
+
+
+def variants(item: ItemData, backbone_name: str, seed: int) -> dict[str, Any]:
+    from training.pipeline import encode_item, run_training
+    from training.trainer import FeatureSource, predict_proba
+
+    backbone = resolve_backbone(backbone_name)
+    config = recipe_config(item, TrainConfig(split_layer=backbone.spec.split_layer, seed=seed), "small")
+    result = run_training(item, backbone, config, f"{item.item_id}|{seed}")
+    encoded = encode_item(item, backbone)
+    adapter = Candidate("adapter", "adapter", backbone_name, {
+        split: predict_proba(result.model, FeatureSource(result.model, encoded[split][0], cache_trunk=False,
+                                                         batch_size=32), 32) for split in SCORED_SPLITS})
+    lexical = lexical_candidate(item, seed, refit=True)
+    low = item.score_range.low
+    truth = {split: [score - low for _, score in getattr(item, split)] for split in SCORED_SPLITS}
+    fold = folds_of(truth["validation"], seed)
+    alone, both = (evaluate_subset(members, truth, fold) for members in ((adapter,), (adapter, lexical)))
+    now = max((alone, both), key=lambda choice: (round(choice.validation_qwk, 6), -len(choice.members)))
+    return {"before": _fixed_cuts((adapter, lexical), truth), "now": float(now.test["qwk"]),  # type: ignore[arg-type]
+            "now_served": "+lexical" if now is both else "alone", "tfidf": tfidf_qwk(item),
+            # the parts of the change apart: argmax with the lexical member always, argmax alone, cuts alone
+            "argmax_lexical": float(both.test["qwk"]), "argmax_alone": float(alone.test["qwk"]),  # type: ignore[arg-type]
+            "cuts_alone": _fixed_cuts((adapter,), truth),
+            "steps": result.steps, "kept_steps": result.kept_steps}
+
+
+def _fixed_cuts(members: tuple[Candidate, ...], truth: dict[str, list[int]]) -> float:
+    from core.decoding import decode
+    from core.ensemble import combine
+    from training.metrics import quadratic_weighted_kappa
+
+    mixed = combine([member.probabilities["test"] for member in members], [1.0] * len(members))
+    cuts = [k + 0.5 for k in range(mixed.shape[1] - 1)]
+    return quadratic_weighted_kappa(truth["test"], list(decode(mixed, cuts)), list(range(mixed.shape[1])))
+
+
+def run(seeds: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    plan = [(name, seed) for name in SAMPLES for seed in seeds if f"{name}|{seed}" not in results]
+    for name, seed in tqdm(plan, desc="small-data check", unit="sample"):
+        started = time.perf_counter()
+        item = item_of(name, seed)
+        outcome = variants(item, BACKBONE[SAMPLES[name]], seed)
+        results[f"{name}|{seed}"] = {**outcome, "language": SAMPLES[name], "train": len(item.train),
+                                     "validation": len(item.validation), "test": len(item.test),
+                                     "seconds": round(time.perf_counter() - started, 1)}
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def report(results: dict[str, Any]) -> Path:
+    lines = ["# Small-item check: add-item's decoding and choice, English and German", "",
+             "Generated by `python -m training.small_data_check` (module docstring: what each column is).", "",
+             "| sample | language | train / val / test | before | now (served) | TF-IDF | steps (kept) |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for key, row in sorted(results.items()):
+        lines.append(f"| {key} | {row['language']} | {row['train']} / {row['validation']} / {row['test']} | "
+                     f"{row['before']:.3f} | {row['now']:.3f} ({row['now_served']}) | {row['tfidf']:.3f} | "
+                     f"{row['steps']} ({row['kept_steps']}) |")
+    lines += ["", "Mean test QWK (argmax+lex: argmax with the lexical member always; cuts alone: the adapter alone "
+              "with fixed cuts):", "",
+              "| language | samples | " + " | ".join(VARIANTS.values()) + " | now − TF-IDF | now − before |",
+              "|---|---:|" + "---:|" * (len(VARIANTS) + 2)]
+    for language in ("en", "de"):
+        rows = [row for row in results.values() if row["language"] == language]
+        if rows:
+            mean = {name: float(np.mean([row[name] for row in rows])) for name in VARIANTS}
+            lines.append(f"| {language} | {len(rows)} | " + " | ".join(f"{mean[name]:.3f}" for name in VARIANTS)
+                         + f" | {mean['now'] - mean['tfidf']:+.3f} | {mean['now'] - mean['before']:+.3f} |")
+    path = RESULTS.with_suffix(".md")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.small_data_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13, 14])
+    parser.add_argument("--report", action="store_true", help="only write the report from what is there")
+    args = parser.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if args.report and RESULTS.is_file() else run(args.seeds)
+    print(f"wrote {report(results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
