@@ -58,8 +58,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check core training export app bench cli tests
-	$(BIN)/mypy core training export app bench cli
+	$(BIN)/ruff check core training export app bench studies cli tests
+	$(BIN)/mypy core training export app bench studies cli
 
 train: $(STAMP)
 	$(BIN)/scorer train --items all

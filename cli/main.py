@@ -35,7 +35,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train the committed items' adapters", "training.cli:main", ("train",),
                      example="scorer train --items all --backbone e5-multilingual"),
     "ensemble": Command("choose and write the items' ensembles", "training.cli:main", ("ensemble",)),
-    "report": Command("the accuracy report (markdown and plots)", "training.cli:main", ("report",)),
+    "report": Command("the accuracy report (markdown and plots)", "studies.report:main"),
     "bench": Command("engine vs one full model per item vs transformers+peft", "bench.__main__:main",
                      example="scorer bench --quick"),
     "gpu-check": Command("the GPU check (a CPU smoke run where no GPU is present)", "bench.gpu:main"),

@@ -175,13 +175,6 @@ def _add_item_command(implementation: AddItemCommand | None) -> Callable[[argpar
     return run
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from training.report import write_report
-
-    path = write_report(Path(args.adapters), Path(args.full), Path(args.out))
-    print(f"wrote {path}")
-    return 0
-
 
 def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
@@ -277,11 +270,6 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
     _add_train_options(add)
     add.set_defaults(func=_add_item_command(add_item))
 
-    report = sub.add_parser("report", help="markdown + plots of accuracy")
-    report.add_argument("--adapters", default=str(ADAPTERS))
-    report.add_argument("--full", default=str(REPORTS / "full_ft"))
-    report.add_argument("--out", default=str(REPORTS))
-    report.set_defaults(func=cmd_report)
     return parser
 
 

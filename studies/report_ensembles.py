@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import ttest_rel
 
+from studies.report_data import ItemResult
+from studies.report_data import fmt as _fmt
+from studies.report_data import table as _table
 from training.metrics import quadratic_weighted_kappa
-from training.report_data import ItemResult
-from training.report_data import fmt as _fmt
-from training.report_data import table as _table
 
 Json = dict[str, Any]
 BOOTSTRAP_RESAMPLES = 1000

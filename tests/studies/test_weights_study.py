@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from studies import weights_study
 from tests.training.test_ensemble_choice import TRUTH, candidate
-from training import weights_study
 from training.ensemble_build import save_probabilities
 from training.ensemble_members import Candidate
 
@@ -42,7 +42,7 @@ def test_fitted_weights_drop_a_useless_member(tmp_path: Path, monkeypatch: pytes
 
 def test_lever_study_compares_every_way_with_the_own_adapter(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from training import lever_study
+    from studies import lever_study
 
     members = [candidate("a@v1", "minilm-en", TRUTH, 0.35, 1), candidate("b@v1", "e5", TRUTH, 0.35, 11),
                candidate("c@v1", "minilm-en", TRUTH, 0.35, 31), candidate("lexical", "", TRUTH, 0.35, 21)]

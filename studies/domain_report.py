@@ -1,4 +1,4 @@
-"""`python -m training.domain_report`: what domain adaptation gave, as reports/domain.md.
+"""`python -m studies.domain_report`: what domain adaptation gave, as reports/domain.md.
 
 Reads the committed update's record (adapters/backbones/<name>/domain.json: held-out masked-token loss
 before and after, time) and the items retrained on the adapted backbone into a separate adapters folder
@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from studies.pilot_study import mean_change, pilot_rows
 from training.domain import FULL_LEARNING_RATE
-from training.pilot_study import mean_change, pilot_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def write(name: str, pilot: Path, adapters: Path, out: Path) -> Path:
         verdict = ("validation prefers the adapted backbone: retrain every item on it" if gain > 0 else
                    f"validation does not prefer the adapted backbone (better on {better} of {len(rows)} items, "
                    "worse on average), so the items stay on minilm-en; test answers choose nothing. Whether its "
-                   "adapters help as extra ensemble members: `python -m training.member_study` (accuracy report)")
+                   "adapters help as extra ensemble members: `python -m studies.member_study` (accuracy report)")
         lines += ["", f"Mean over {len(rows)} items: validation QWK change {gain:+.3f}, test "
                       f"{mean_change(rows, 'test'):+.3f}: {verdict}."]
     path = out / "domain.md"
@@ -65,7 +65,7 @@ def write(name: str, pilot: Path, adapters: Path, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.domain_report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m studies.domain_report", description=__doc__)
     parser.add_argument("--name", default="minilm-en-asap")
     parser.add_argument("--pilot", default=str(REPO / "runs" / "domain-pilot"), type=Path)
     parser.add_argument("--adapters", default=str(REPO / "adapters"), type=Path)

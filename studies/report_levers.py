@@ -1,6 +1,6 @@
 """The accuracy report's lever sections: every way of scoring an item against its own MiniLM adapter alone
-(reports/levers.json, `python -m training.lever_study`), the combination rules (reports/weights.json,
-`python -m training.weights_study`) and the domain-adapted backbone (reports/domain.json)."""
+(reports/levers.json, `python -m studies.lever_study`), the combination rules (reports/weights.json,
+`python -m studies.weights_study`) and the domain-adapted backbone (reports/domain.json)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from training.pilot_study import mean_change
-from training.report_data import fmt as _fmt
-from training.report_data import kind_note
-from training.report_data import table as _table
+from studies.pilot_study import mean_change
+from studies.report_data import fmt as _fmt
+from studies.report_data import kind_note
+from studies.report_data import table as _table
 
 Json = dict[str, Any]
 
@@ -42,7 +42,7 @@ def levers_section(reports: Path, shipped_kind: str | None, costs_path: Path) ->
                      _fmt(costs[kind]["engine_answers_per_s"], 0) if kind in costs else "–"])
     tags = sorted({part for kind in levers for part in kind.split("+") if "/" in part})
     return ["## Levers, each measured the same way", "",
-            "`python -m training.lever_study` rebuilds every way of scoring the ten items from the candidates' "
+            "`python -m studies.lever_study` rebuilds every way of scoring the ten items from the candidates' "
             "probabilities (members averaged with equal weights, thresholds tuned on the whole validation set, "
             "as shipped) and compares it with the item's own MiniLM adapter alone: mean 5-fold cross-fitted "
             "validation QWK (what chooses), mean test QWK, and the test difference with a 95 % paired bootstrap "
@@ -66,7 +66,7 @@ def weights_section(reports: Path) -> list[str]:
             rows.append([_members(kind), rule, _fmt(np.mean([v["crossfit_validation_qwk"] for v in values])),
                          _fmt(np.mean([v["test_qwk"] for v in values]))])
     return ["## Combination rules", "",
-            f"`python -m training.weights_study` ({len(weights)} items): the leading kinds combined by the "
+            f"`python -m studies.weights_study` ({len(weights)} items): the leading kinds combined by the "
             "equal mean (shipped), by member weights on a grid of quarters chosen with the thresholds on four "
             "folds, and by a logistic-regression stacker on the members' log-probabilities fitted on four folds; "
             "each scored on the fifth (cross-fitted), then refitted on all validation answers for test.", "",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from studies.pilot_study import best_validation_qwk, mean_change, pilot_rows
 from tests.conftest import tiny_item
 from training.artifacts import current_record
-from training.pilot_study import best_validation_qwk, mean_change, pilot_rows
 from training.pipeline import train_adapter
 from training.trainer import TrainConfig
 
@@ -36,7 +36,7 @@ def test_best_validation_qwk_reads_the_best_epoch_not_the_last() -> None:
 
 
 def test_shape_choice_needs_a_strictly_better_validation_qwk() -> None:
-    from training.shape_study import OWN, choose_shape
+    from studies.shape_study import OWN, choose_shape
 
     assert choose_shape({OWN: 0.80, "r16 S3": 0.80, "r8 S2": 0.79}) == OWN
     assert choose_shape({OWN: 0.80, "r16 S3": 0.81, "r8 S2": 0.79}) == "r16 S3"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.decoding_study import bagged_thresholds, compare_decoders, cross_validated_qwk
+from studies.decoding_study import bagged_thresholds, compare_decoders, cross_validated_qwk
 
 
 def _shifted_item(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from studies.report import write_report
 from training.asap import HUMAN_QWK
 from training.metrics import fisher_z_mean
-from training.report import write_report
 
 ADAPTER_QWK = {"asap-01": 0.812, "asap-02": 0.654}
 FULL_QWK = {"asap-01": 0.791}
@@ -75,7 +75,7 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     assert f"| {fisher_z_mean(list(ADAPTER_QWK.values())):.3f} |" in means
     assert "Too few items" in markdown and "(1;" in markdown
     assert "S = 3, targets all-linear, rank 8" in markdown and "| 0.777 |" in markdown
-    assert "python -m training report" in markdown
+    assert "scorer report" in markdown
     decoding_mean = next(line for line in lines if line.startswith("| mean |"))
     assert decoding_mean == "| mean | 0.700 | 0.670 | 0.700 | 0.700 | 0.720 | – |"
     for name in ("qwk_per_item.png", "training_curves.png", "confusion_matrices.png"):

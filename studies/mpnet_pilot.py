@@ -1,11 +1,11 @@
-"""`python -m training.mpnet_pilot`: is all-mpnet-base-v2 worth serving as a third backbone?
+"""`python -m studies.mpnet_pilot`: is all-mpnet-base-v2 worth serving as a third backbone?
 
 The pilot's MPNet adapters (`python -m training train --backbone mpnet-en --items asap-07 asap-08 --adapters
 runs/mpnet-pilot`: LoRA r=8 on its top three layers, the E5 recipe) are compared on validation, what would
 choose, with the items' committed adapters:
 - alone, against the item's own MiniLM adapter (reports/mpnet.json);
 - as an ensemble member, within three trunks so that it may join the shipped kind rather than replace E5
-  (training.member_study: reports/members_mpnet-en.json);
+  (studies.member_study: reports/members_mpnet-en.json);
 - its cost: answers/s of each backbone's whole model (trunk + head, PyTorch, 2 threads) on the same answers
   in the same run (reports/mpnet.json).
 """
@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from core.onnx_runtime import pad
+from studies.member_study import REPORTS, study
+from studies.pilot_study import best_validation_qwk, mean_change, pilot_rows
+from studies.report import shipped_kind
 from training.artifacts import current_record
 from training.asap import load_asap_item
 from training.backbones import resolve_backbone
 from training.encoder import build_model
-from training.member_study import REPORTS, study
-from training.pilot_study import best_validation_qwk, mean_change, pilot_rows
-from training.report import shipped_kind
 from training.tokenize import encode_texts, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def answers_per_second(backbone_name: str, texts: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.mpnet_pilot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studies.mpnet_pilot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pilot", default=PILOT, type=Path)
     args = parser.parse_args(argv)

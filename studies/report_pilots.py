@@ -1,7 +1,7 @@
 """The accuracy report's pilot sections: pilot adapters as ensemble members (reports/members_<label>.json,
-`python -m training.member_study`), MPNet-base as a third backbone (reports/mpnet.json, `python -m
-training.mpnet_pilot`) and the adapter's rank and split point per item (reports/shape.json, `python -m
-training.shape_study`)."""
+`python -m studies.member_study`), MPNet-base as a third backbone (reports/mpnet.json, `python -m
+studies.mpnet_pilot`) and the adapter's rank and split point per item (reports/shape.json, `python -m
+studies.shape_study`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.pilot_study import mean_change
-from training.report_data import fmt as _fmt
-from training.report_data import table as _table
+from studies.pilot_study import mean_change
+from studies.report_data import fmt as _fmt
+from studies.report_data import table as _table
 
 Json = dict[str, Any]
 
@@ -42,7 +42,7 @@ def domain_members_section(reports: Path) -> list[str]:
     if not members:
         return []
     return ["## Domain-adapted adapters as ensemble members", "",
-            "`python -m training.member_study --pilot runs/domain-pilot --label minilm-en-asap`: the ten items' "
+            "`python -m studies.member_study --pilot runs/domain-pilot --label minilm-en-asap`: the ten items' "
             "adapters on the domain-adapted backbone join the build's candidates (a trunk of their own), scored "
             "as the build scores ensembles.", "", *members_table(members)]
 
@@ -60,7 +60,7 @@ def mpnet_section(reports: Path) -> list[str]:
     alone = mean_change(pilot["items"], "validation")
     return ["## MPNet-base pilot", "",
             "all-mpnet-base-v2 (110 M parameters, 12 layers, 768 wide; `--backbone mpnet-en`) with LoRA r=8 on its "
-            "top three layers (the E5 recipe); `python -m training.mpnet_pilot`. Alone (best-epoch validation QWK, "
+            "top three layers (the E5 recipe); `python -m studies.mpnet_pilot`. Alone (best-epoch validation QWK, "
             f"what chooses; mean change against the own MiniLM adapter {alone:+.3f}):", "",
             *_table(["item", "val MiniLM", "val E5", "val MPNet", "test MiniLM", "test E5", "test MPNet",
                      "MPNet training s"], rows), "",
@@ -87,7 +87,7 @@ def shape_section(reports: Path) -> list[str]:
     rows.append(["**mean**", *[_fmt(means[s]["validation_qwk"]) for s in shapes], "",
                  _fmt(means["r8 S3"]["test_qwk"]), _fmt(chosen["test_qwk"])])
     return ["## Adapter rank and split point per item", "",
-            "`python -m training.shape_study`: each item trained again at rank 16 (alpha 32) and with LoRA from "
+            "`python -m studies.shape_study`: each item trained again at rank 16 (alpha 32) and with LoRA from "
             "layer 2 (four adapted layers), everything else as committed (r8 S3); per item the shape with the "
             "best validation QWK is chosen. Serving a per-item S would also take one trunk per split point (a "
             "backbone's trunk is shared at one S).", "",

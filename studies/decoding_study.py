@@ -1,6 +1,6 @@
 """How much does the choice of decoding matter? Committed adapters, five decoders, test QWK per item.
 
-`python -m training.decoding_study` -> reports/decoding.json (the report prints it). The adapters are not
+`python -m studies.decoding_study` -> reports/decoding.json (the report prints it). The adapters are not
 retrained: their validation and test probabilities are computed once, then decoded five ways:
 the committed validation-tuned thresholds, argmax, fixed cuts at k + 0.5 on the expected score, thresholds
 bagged over bootstrap resamples of validation (median cut), and a per-item pick among argmax / tuned /
@@ -92,7 +92,7 @@ def _probabilities(record: AdapterRecord) -> dict[str, tuple[Probabilities, Labe
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.decoding_study", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m studies.decoding_study", description=__doc__)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS, help="adapter keys (asap-01, asap-01-e5, ...)")
     parser.add_argument("--adapters", type=Path, default=ADAPTERS)
     parser.add_argument("--out", type=Path, default=REPORTS / "decoding.json")

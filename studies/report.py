@@ -1,4 +1,4 @@
-"""`python -m training report`: reports/accuracy.md plus plots, built only from the saved metrics files."""
+"""`scorer report` (`python -m studies.report`): reports/accuracy.md plus plots, built only from the saved metrics files."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from pathlib import Path
 
 from scipy.stats import ttest_rel
 
+from studies.report_data import DASH, ItemResult, Json, kind_note, load_items, other_backbones, read_json
+from studies.report_data import fmt as _fmt
+from studies.report_data import table as _table
+from studies.report_ensembles import ensemble_section, read_ensembles
+from studies.report_levers import domain_section, levers_section, weights_section
+from studies.report_pilots import domain_members_section, mpnet_section, shape_section
+from studies.report_plots import plot_confusions, plot_curves, plot_qwk
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
-from training.report_data import DASH, ItemResult, Json, kind_note, load_items, other_backbones, read_json
-from training.report_data import fmt as _fmt
-from training.report_data import table as _table
-from training.report_ensembles import ensemble_section, read_ensembles
-from training.report_levers import domain_section, levers_section, weights_section
-from training.report_pilots import domain_members_section, mpnet_section, shape_section
-from training.report_plots import plot_confusions, plot_curves, plot_qwk
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def _decoding_section(path: Path) -> list[str]:
             for item_id, result in sorted(results.items())]
     means = [_fmt(sum(result["test_qwk"][name] for result in results.values()) / len(results)) for name in DECODERS]
     rows.append(["mean", *means, DASH])
-    intro = ("`python -m training.decoding_study`: the committed adapters' probabilities decoded five ways, test QWK. "
+    intro = ("`python -m studies.decoding_study`: the committed adapters' probabilities decoded five ways, test QWK. "
              "tuned: the shipped cut points on the expected score, tuned on validation; fixed: cuts at k + 0.5; "
              "bagged: median of cuts tuned on 30 bootstrap resamples of validation; cv-pick: per item, whichever of "
              "argmax / tuned / bagged scored best in 5-fold cross-validation on validation.")
@@ -165,16 +165,16 @@ def _reproduce_section() -> list[str]:
             "python -m training train --raters both --items all",
             "python -m training train --seed 14 --member-tag s14 --items all",
             "python -m training ensemble --items all",
-            "python -m training.lever_study", "python -m training.weights_study",
+            "python -m studies.lever_study", "python -m studies.weights_study",
             "python -m training domain-adapt --name minilm-en-asap",
             "python -m training train --backbone minilm-en-asap --items all --adapters runs/domain-pilot",
-            "python -m training.domain_report",
+            "python -m studies.domain_report",
             "python -m training train --backbone mpnet-en --items asap-07 asap-08 --adapters runs/mpnet-pilot",
-            "python -m training.mpnet_pilot",
+            "python -m studies.mpnet_pilot",
             "python -m training train --rank 16 --alpha 32 --member-tag r16 --adapters runs/shape-sweep",
             "python -m training train --split-layer 2 --member-tag s2 --adapters runs/shape-sweep",
-            "python -m training.shape_study",
-            "python -m training.decoding_study", "python -m training report", "```"]
+            "python -m studies.shape_study",
+            "python -m studies.decoding_study", "scorer report", "```"]
 
 
 def shipped_kind(adapters: Path) -> str | None:
@@ -208,3 +208,20 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
     path = out / "accuracy.md"
     path.write_text("\n\n".join("\n".join(section) for section in sections if section) + "\n")
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scorer report` (`python -m studies.report`): reports/accuracy.md and its plots from what is committed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scorer report", description=main.__doc__)
+    parser.add_argument("--adapters", default=str(REPO / "adapters"))
+    parser.add_argument("--full", default=str(REPO / "reports" / "full_ft"))
+    parser.add_argument("--out", default=str(REPO / "reports"))
+    args = parser.parse_args(argv)
+    print(f"wrote {write_report(Path(args.adapters), Path(args.full), Path(args.out))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

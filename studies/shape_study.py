@@ -1,4 +1,4 @@
-"""`python -m training.shape_study`: the adapter's rank and split point chosen per item, on validation.
+"""`python -m studies.shape_study`: the adapter's rank and split point chosen per item, on validation.
 
 Each item's committed adapter (rank 8, alpha 16, LoRA from layer S = 3) is compared with the same item
 trained at rank 16 (alpha 32: the same alpha / rank scale) and with LoRA from layer S = 2 (four adapted
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from core.decoding import decode
+from studies.pilot_study import best_validation_qwk, pilot_records
+from studies.report_ensembles import paired_bootstrap
 from training.artifacts import AdapterRecord, current_record
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.ensemble_members import adapter_candidate
 from training.metrics import quadratic_weighted_kappa
-from training.pilot_study import best_validation_qwk, pilot_records
-from training.report_ensembles import paired_bootstrap
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = REPO / "adapters"
@@ -93,7 +93,7 @@ def study(items: list[str], sweep: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.shape_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studies.shape_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS)
     parser.add_argument("--sweep", default=SWEEP, type=Path)

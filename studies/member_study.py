@@ -1,4 +1,4 @@
-"""`python -m training.member_study`: would the ensemble build choose a pilot's adapters as members?
+"""`python -m studies.member_study`: would the ensemble build choose a pilot's adapters as members?
 
 The build chooses among the committed candidates (runs/ensemble_probabilities/, kept by `python -m training
 ensemble`). Here a pilot folder's adapters (e.g. the items retrained on the domain-adapted backbone) join
@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from studies.lever_study import score_way
+from studies.pilot_study import pilot_records
+from studies.report_ensembles import paired_bootstrap
+from studies.weights_study import kinds, load
 from training.asap import ASAP_ITEMS, load_asap_item
 from training.ensemble_members import adapter_candidate
-from training.lever_study import score_way
-from training.pilot_study import pilot_records
-from training.report_ensembles import paired_bootstrap
-from training.weights_study import kinds, load
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
@@ -77,9 +77,9 @@ def study(items: list[str], pilot: Path, label: str, shipped: str, max_trunks: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.report import shipped_kind
+    from studies.report import shipped_kind
 
-    parser = argparse.ArgumentParser(prog="python -m training.member_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studies.member_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pilot", required=True, type=Path, help="adapters folder, e.g. runs/domain-pilot")
     parser.add_argument("--label", required=True, help="the members' label, e.g. minilm-en-asap")

@@ -1,4 +1,4 @@
-"""`python -m training.weights_study`: do fitted member weights or a stacker beat the equal-weight mean?
+"""`python -m studies.weights_study`: do fitted member weights or a stacker beat the equal-weight mean?
 
 Reads the candidates' probabilities that `python -m training ensemble` keeps (runs/ensemble_probabilities/) and,
 for every kind of ensemble with two members or more, compares three ways of combining its members by 5-fold
@@ -9,7 +9,7 @@ cross-fitted validation QWK, on the folds the shipped choice uses:
 - stacker: multinomial logistic regression on the members' log-probabilities, fitted on four folds, its
   thresholds tuned on its own cross-validated predictions there, applied to the fifth.
 Each rule refitted on the whole validation set gives the test QWK, reported only: test chooses nothing.
-By default the study looks at the LEADING kinds of reports/levers.json (`python -m training.lever_study`):
+By default the study looks at the LEADING kinds of reports/levers.json (`python -m studies.lever_study`):
 those with the best mean cross-fitted validation QWK under equal weights (fitting weights is ~100 s of CPU
 per kind and item, so not every kind is tried).
 """
@@ -170,7 +170,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.weights_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studies.weights_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS)
     parser.add_argument("--kinds", nargs="+", default=None,

@@ -1,4 +1,4 @@
-"""`python -m training.lever_study`: what each lever gives, on validation (what chooses) and on test (reported).
+"""`python -m studies.lever_study`: what each lever gives, on validation (what chooses) and on test (reported).
 
 From the candidates' probabilities the ensemble build keeps (runs/ensemble_probabilities/), every way of
 scoring an item is rebuilt exactly as the build scores it — members' probabilities averaged, thresholds tuned
@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from core.decoding import decode
 from core.ensemble import combine
+from studies.report_ensembles import paired_bootstrap
+from studies.weights_study import kinds, load, trunk_of
 from training.asap import ASAP_ITEMS
 from training.decoding import tune_thresholds
 from training.ensemble import crossfit_qwk, folds_of
 from training.metrics import quadratic_weighted_kappa
-from training.report_ensembles import paired_bootstrap
-from training.weights_study import kinds, load, trunk_of
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "reports" / "levers.json"
@@ -84,7 +84,7 @@ def summarise(per_item: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.lever_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studies.lever_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS)
     args = parser.parse_args(argv)

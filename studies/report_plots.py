@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from training.report_data import ItemResult, other_backbones
+from studies.report_data import ItemResult, other_backbones
 
 
 def _grid(count: int, size: float = 3.2) -> tuple[Figure, list[Axes]]:
