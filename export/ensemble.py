@@ -82,7 +82,8 @@ def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions
                            "members": [entry.get("key", entry.get("sha256")) for entry in member_entries]})
         previous = old.get("items", {}).get(item_id, {})
         if previous.get("key") == key and _files_present(options.out, previous) and (
-                options.validate == "golden" or previous.get("validation") == "full"):
+                options.validate == "golden" or previous.get("validation") == "full"
+                or (options.recheck is not None and item_id not in options.recheck)):
             manifest["items"][item_id] = {**previous, "fast": single}
             continue
         entry = _ensemble_entry(item_id, ensemble, member_entries, single, key, manifest, options, texts_of)

@@ -51,8 +51,11 @@ def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any
     changes: dict[str, float] = {k: v for k, v in kept.get("test_qwk_change", {}).items() if k in items}
     checked: dict[str, str] = {k: v for k, v in kept.get("checked", {}).items() if k in items}  # golden | full
     full = options.validate == "full"
+    # An item is checked on its test answers only where its own head was (a `make serve` export checks golden
+    # answers only, and add-item leaves those heads as they are).
+    fully = {item_id for item_id, item in items.items() if full and "test" in item.get("qwk", {})}
     todo = [item_id for item_id in items if item_id in (fresh or set()) or item_id not in checked
-            or (full and checked[item_id] != "full")]
+            or (item_id in fully and checked[item_id] != "full")]
     trunk = load_session(path, options.threads, arena=True)
     shared = shared_head_session(entry, options)
     prefix = entry["backbone"]["text_prefix"]
@@ -61,11 +64,12 @@ def fused_variant(items: dict[str, dict[str, Any]], folder: Path, tokenizer: Any
         head = item_head(item, shared, options)
         spec = item_spec(out, item_id, item)
         golden[item_id] = 0.0
-        checked[item_id] = options.validate
+        checked[item_id] = "full" if item_id in fully else "golden"
         if spec.golden_texts:
             logits = trunk_head_logits(trunk, head, encode_texts(tokenizer, spec.golden_texts, prefix))
             golden[item_id] = float(np.abs(logits - np.asarray(spec.golden_logits)).max())
-        fused_qwk = qwk_with_trunk(trunk, head, item_id, item, tokenizer, prefix, options) if full else None
+        fused_qwk = (qwk_with_trunk(trunk, head, item_id, item, tokenizer, prefix, options)
+                     if item_id in fully else None)
         if fused_qwk is not None:
             changes[item_id] = fused_qwk - item["qwk"]["test"]["qwk_onnx"]
     worst = max(golden.values(), default=0.0)

@@ -1,4 +1,4 @@
-"""`scorer report` (`python -m studies.report`): reports/accuracy.md plus plots, built only from the saved metrics files."""
+"""`scorer report` (`python -m studies.report`): reports/accuracy.md plus plots, from the saved metrics files."""
 
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
     weights = [1.0] * len(members)
     mixed = {split: combine([member.probabilities[split] for member in members], weights) for split in truth}
     classes = list(range(mixed["validation"].shape[1]))
-    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule (training/recipes.py): argmax
-        thresholds = None
+    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule (training/recipes.py): fixed cuts
+        thresholds = [k + 0.5 for k in range(len(classes) - 1)]
         validation_qwk = quadratic_weighted_kappa(truth["validation"], list(decode(mixed["validation"], thresholds)),
                                                   classes)
         return Choice(members, validation_qwk, thresholds, validation_qwk,

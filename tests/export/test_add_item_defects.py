@@ -33,14 +33,15 @@ def test_min_steps_are_trained_and_kept(tiny_backbone: Path, tmp_path: Path) -> 
     assert f"{steps['trained']} optimiser steps (minimum 40)" in card
 
 
-def test_small_validation_sets_decode_by_argmax() -> None:
-    """Cuts on the expected score pulled small items to the middle (the top score never given)."""
+def test_small_validation_sets_use_fixed_cuts() -> None:
+    """Thresholds tuned on a few dozen validation answers overfit them: fixed cuts on the expected score.
+    Argmax, suggested instead, lost in the small-item check (reports/small_data_check.md)."""
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(4), size=60)
     truth = {"validation": list(probabilities[:30].argmax(axis=1)), "test": list(probabilities[30:].argmax(axis=1))}
     member = Candidate("m", "minilm-en", "adapter", {"validation": probabilities[:30], "test": probabilities[30:]})
     choice = evaluate_subset((member,), truth, folds_of(truth["validation"]))
-    assert choice.thresholds is None and choice.validation_qwk == 1.0 and choice.test["qwk"] == 1.0
+    assert choice.thresholds == [0.5, 1.5, 2.5]
 
 
 def test_a_refusal_prints_a_command_that_serves_the_candidate(tiny_backbone: Path, tmp_path: Path,
