@@ -7,6 +7,7 @@ from prometheus_client import make_asgi_app
 
 from app.admission import Admission
 from app.backend import Backend
+from app.docs_pages import install_docs
 from app.error_handlers import install_error_handlers
 from app.http_edges import HttpEdges
 from app.lifespan import BackendFactory, lifespan_for
@@ -24,6 +25,7 @@ def default_backend(settings: Settings) -> Backend:
 def create_app(settings: Settings | None = None, backend_factory: BackendFactory = default_backend) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="LoRA short-answer scorer", version="0.1.0", lifespan=lifespan_for(settings, backend_factory),
+                  docs_url=None, redoc_url=None,  # app/docs_pages.py serves them without a CDN
                   description="Rubric scores for student short answers: one shared backbone, one small "
                               "LoRA module per item.")
     app.state.settings = settings
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
     app.include_router(ops_router)
     app.include_router(admin_router)
     app.mount("/metrics", make_asgi_app())
+    install_docs(app)
     install_error_handlers(app)
     # Added innermost first, so the request id and the timing wrap everything, early refusals included.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
