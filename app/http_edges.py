@@ -21,11 +21,12 @@ class HttpEdges:
             await self.app(scope, receive, send)
             return
         path = str(scope["path"])
-        if path == MOUNTED or path.startswith(MOUNTED + "/"):
-            path = MOUNTED + "/" + path[len(MOUNTED) + 1:]
-        elif len(path) > 1 and path.endswith("/"):
+        if path == MOUNTED:
+            path = MOUNTED + "/"
+        elif len(path) > 1 and path.endswith("/") and not path.startswith(MOUNTED + "/"):
             path = path.rstrip("/") or "/"
-        scope = {**scope, "path": path, "raw_path": path.encode()}
+        if path != scope["path"]:  # only a rewritten path replaces raw_path (its percent-encoding stays otherwise)
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         if scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return

@@ -24,10 +24,6 @@ class Breaker:
         self.open_s = open_s
         self._closed_from = 0.0  # monotonic time from which calls may go to Redis again
 
-    @property
-    def is_open(self) -> bool:
-        return bool(self._closed_from)
-
     def allowed(self) -> bool:
         now = time.monotonic()
         if now < self._closed_from:

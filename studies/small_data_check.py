@@ -2,7 +2,7 @@
 
 add-item's decoding and choice on items of a few hundred answers, against what it did before and against a
 TF-IDF reference, on both languages (a recipe change that loses on either does not ship):
-- English: ASAP items 1 and 5, samples of 200 non-test answers (training/small_data_study.sample), scored
+- English: ASAP items 1 and 5, samples of 200 non-test answers (studies/small_data_study.sample), scored
   on the item's whole standard test set; backbone minilm-en.
 - German: the two SAF micro-job questions in ../shared/data/saf-de-dev (score = round(score x 4), 0-4),
   split stratified with the seed: 20 % test, then 10 % of the rest validation; backbone e5-multilingual.

@@ -1,4 +1,4 @@
-"""A new item's scored file, read and checked (add-item's training half; export/add_item.py runs it all)."""
+"""A new item's scored file, read and checked (add-item's training half; cli/add_item.py runs it all)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from training.artifacts import accept_version, current_record, read_manifest
 from training.backbones import BACKBONES, adapter_key
+from training.ensemble_build import LEXICAL_BYTES
 
 CANDIDATE_FILE = "candidate.json"
 CANDIDATE_LEXICAL = "candidate-lexical.onnx"
@@ -22,9 +23,9 @@ def keep_candidate(adapters: Path, key: str, members: dict[str, str], ensemble: 
     folder = adapters / key / members[key]
     stored = None
     if ensemble is not None:
-        stored = {name: value for name, value in ensemble.items() if name != "lexical_onnx"}
-        if ensemble.get("lexical_onnx"):
-            (folder / CANDIDATE_LEXICAL).write_bytes(ensemble["lexical_onnx"])
+        stored = {name: value for name, value in ensemble.items() if name != LEXICAL_BYTES}
+        if ensemble.get(LEXICAL_BYTES):
+            (folder / CANDIDATE_LEXICAL).write_bytes(ensemble[LEXICAL_BYTES])
     (folder / CANDIDATE_FILE).write_text(json.dumps({"members": members, "ensemble": stored}, indent=2) + "\n")
 
 
@@ -42,7 +43,7 @@ def accept_candidate(adapters: Path, key: str, version: str) -> tuple[dict[str, 
         accept_version(adapters, name, member_version)
     ensemble = candidate["ensemble"]
     if ensemble is not None and (folder / CANDIDATE_LEXICAL).is_file():
-        ensemble["lexical_onnx"] = (folder / CANDIDATE_LEXICAL).read_bytes()
+        ensemble[LEXICAL_BYTES] = (folder / CANDIDATE_LEXICAL).read_bytes()
     return current_record_of(adapters, key), ensemble
 
 

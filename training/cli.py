@@ -274,7 +274,7 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
 
 
 def main(argv: list[str] | None = None, add_item: AddItemCommand | None = None) -> int:
-    """`add_item`: the add-item command's implementation, bound by the entry point (it lives in export)."""
+    """`add_item`: the add-item command's implementation, bound by `scorer add-item` (cli/add_item.py)."""
     args = build_parser(add_item).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

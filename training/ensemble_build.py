@@ -25,6 +25,7 @@ from training.pipeline import review_threshold
 ENSEMBLES = "ensembles"  # under the adapters folder
 ENSEMBLE_FILE = "ensemble.json"
 LEXICAL_FILE = "lexical.onnx"
+LEXICAL_BYTES = "lexical_onnx"  # the built lexical graph, carried in memory beside ensemble.json, never in it
 RECIPE = {"combine": "mean_probabilities", "weights": "equal", "selection": "5-fold cross-fitted validation QWK",
           "lexical": {"word": WORD_NGRAMS, "char": CHAR_NGRAMS, "char_features": CHAR_FEATURES,
                       "C": INVERSE_REGULARISATION}}
@@ -98,10 +99,10 @@ def write_ensemble(adapters: Path, ensemble: dict[str, Any]) -> None:
     """ensemble.json (and the lexical member's graph, where the build made one) in the ensemble's folder."""
     folder = ensemble_folder(adapters, ensemble["item_id"])
     folder.mkdir(parents=True, exist_ok=True)
-    onnx = ensemble.pop("lexical_onnx", b"")
-    if onnx:
-        (folder / LEXICAL_FILE).write_bytes(onnx)
-    (folder / ENSEMBLE_FILE).write_text(json.dumps(ensemble, indent=2, sort_keys=True) + "\n")
+    if ensemble.get(LEXICAL_BYTES):
+        (folder / LEXICAL_FILE).write_bytes(ensemble[LEXICAL_BYTES])
+    stored = {name: value for name, value in ensemble.items() if name != LEXICAL_BYTES}
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
 
 
 def _member_entry(member: Candidate, lexical_sha256: str) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
     refit_lexical: the lexical member served is refitted on training + validation answers (small items).
     keep_probabilities: a folder for <item>.npz, every candidate's validation and test probabilities (for
-    studies of other combination rules: training/weights_study.py), written when the ensemble is built.
+    studies of other combination rules: studies/weights_study.py), written when the ensemble is built.
     only: the adapter keys that may be members (None: every current adapter of the item).
     primary_key: the adapter key the ensemble is served under and its first member (default: the item's own, the
     default backbone's): an E5 item's ensemble is `x-e5`'s, and never replaces `x`'s.
@@ -165,7 +166,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
         "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
                     "total": round(time.perf_counter() - started, 2)},
     })
-    ensemble["lexical_onnx"] = lexical_onnx  # written beside ensemble.json (kept whether chosen or not: a
+    ensemble[LEXICAL_BYTES] = lexical_onnx  # written beside ensemble.json (kept whether chosen or not: a
     # pooled choice may pick it later), never into it
     if write:
         write_ensemble(adapters, ensemble)
