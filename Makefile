@@ -43,7 +43,7 @@ export: $(SERVE_STAMP)
 # run the full check against PyTorch.
 serve: $(SERVE_STAMP)
 	@echo "== exporting the default backbone's items (golden-answer check) =="
-	$(BIN)/scorer export --adapters adapters --out $(ONNX_DIR) --backbones minilm-en --validate golden
+	$(BIN)/scorer export --adapters adapters --out $(ONNX_DIR) --backbones minilm-en --validate golden --no-evidence
 	@echo "== serving on http://$(HOST):$(PORT); other backbones follow in the background (build/export-rest.log) =="
 	@mkdir -p build
 	$(BIN)/scorer export-rest --adapters adapters --out $(ONNX_DIR) \

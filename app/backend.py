@@ -25,8 +25,9 @@ class Scored:
     needs_review: bool
     adapter_version: str
     truncated: bool
-    review_reasons: list[str] = field(default_factory=list)  # low_confidence, unknown_words
+    review_reasons: list[str] = field(default_factory=list)  # low_confidence, unknown_words, neighbours_disagree
     members: list[str] = field(default_factory=list)  # what scored it: "asap-01@v1", "asap-01-e5@v1", ...
+    evidence: dict[str, Any] | None = None  # only where asked for (explain) and the item has an evidence index
 
 
 class AnswerRow(NamedTuple):
@@ -50,6 +51,8 @@ class PreparedRow:
     # The version the row was prepared for: it scores the row even if a reload swaps the item meanwhile (its
     # heads stay loadable: a switch keeps the old version's files), so a version switch fails no request.
     spec: ItemSpec | None = field(default=None, compare=False)
+    # Asked for evidence (explain): the first member's pooled features are kept and searched in the item's index.
+    explain: bool = field(default=False, compare=False)
 
     @property
     def unknown_share(self) -> float:

@@ -25,7 +25,8 @@ from app.security import Caller
 
 log = logging.getLogger("scorer.jobs")
 T = TypeVar("T")
-RowScorer = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+# One piece of a job's rows (and whether the job asked for evidence) -> one result dict per row.
+RowScorer = Callable[[list[dict[str, Any]], bool], Awaitable[list[dict[str, Any]]]]
 SAVE_EVERY_ROWS = 256  # progress (and the lease) is written to the store this often
 
 
@@ -51,7 +52,7 @@ class JobRunner:
         """Draining: start no more jobs here (the queued ones wait for another replica or the next start)."""
         self._paused = True
 
-    async def create(self, rows: list[dict[str, Any]], caller: Caller) -> str:
+    async def create(self, rows: list[dict[str, Any]], caller: Caller, explain: bool = False) -> str:
         if len(rows) > self.max_rows_per_owner:
             raise PayloadTooLarge(f"at most {self.max_rows_per_owner} rows per job")
         queued = await self.store.rows_left_of(caller.owner)
@@ -61,7 +62,7 @@ class JobRunner:
                                 f"{self.max_rows_per_owner}); retry when they finish, or cancel one")
         job_id = uuid.uuid4().hex
         record = {"job_id": job_id, "status": "queued", "total": len(rows), "done": 0, "created": time.time(),
-                  "results": None, "error": None, "owner": caller.owner}
+                  "results": None, "error": None, "owner": caller.owner, "explain": explain}
         await self.store.enqueue(job_id, record, rows)
         self._kick.set()
         return job_id
@@ -144,7 +145,8 @@ class JobRunner:
             await self._retrying(lambda: self.store.put(job_id, record))  # "running" before the first piece
             results: list[dict[str, Any]] = []
             for start in range(0, len(rows), self.piece_rows):
-                results.extend(await self.score_rows(rows[start : start + self.piece_rows]))
+                piece = rows[start : start + self.piece_rows]
+                results.extend(await self.score_rows(piece, bool(record.get("explain"))))
                 record["done"] = len(results)
                 due = record["done"] % SAVE_EVERY_ROWS < self.piece_rows and record["done"] < len(rows)
                 if due and not await self._retrying(lambda: self._progress(job_id, record)):

@@ -49,7 +49,7 @@ def lifespan_for(settings: Settings, backend_factory: BackendFactory
         batcher.start()
         app.state.batcher = batcher
         scoring = app.state.scoring = ScoringService(backend, batcher, duplicates, settings)
-        app.state.jobs = JobRunner(store, lambda rows: scoring.score_rows(rows, background=True),
+        app.state.jobs = JobRunner(store, lambda rows, explain: scoring.score_rows(rows, True, explain),
                                    settings.job_lease_s, settings.max_running_jobs, settings.max_batch_rows,
                                    settings.max_job_rows_per_key)
         await asyncio.to_thread(backend.warm_up)

@@ -12,6 +12,7 @@ from app.error_handlers import install_error_handlers
 from app.http_edges import HttpEdges
 from app.lifespan import BackendFactory, lifespan_for
 from app.middleware import BodyLimit, OpsAccess, RequestEnvelope
+from app.review_page import install_review
 from app.routes import admin_router, ops_router, scoring_router
 from app.settings import Settings, get_settings
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, backend_factory: BackendFactory
     app.include_router(admin_router)
     app.mount("/metrics", make_asgi_app())
     install_docs(app)
+    install_review(app)
     install_error_handlers(app)
     # Added innermost first, so the request id and the timing wrap everything, early refusals included.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

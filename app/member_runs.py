@@ -5,6 +5,7 @@ is never scored by fewer members than it names."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,13 +22,24 @@ from app.length_buckets import length_buckets
 from app.trunks import Trunk, require_trunks
 from core.decoding import decode, softmax
 from core.ensemble import combine
+from core.evidence import Evidence, EvidenceIndex
 from core.grouped_head import GroupedHeads, GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
-from core.onnx_runtime import pad, run_trunk
+from core.onnx_runtime import FloatArray, pad, run_trunk
 
+log = logging.getLogger("scorer.engine")
 Probabilities = NDArray[np.float64]
 MemberKey = tuple[str, int]  # (item id, member index)
+Features = dict[int, FloatArray]  # row index -> the evidence member's pooled features (explain rows only)
+
+
+def evidence_member(spec: ItemSpec) -> int | None:
+    """The index of the member whose features the item's evidence index holds (its first adapter)."""
+    if spec.evidence is None:
+        return None
+    sources = [member.source for member in spec.serving_members]
+    return sources.index(spec.evidence.member) if spec.evidence.member in sources else None
 
 
 def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk]) -> None:
@@ -49,6 +61,7 @@ class BatchedGroup:
     positions: list[int]  # in the chunk
     indices: list[int]  # in the call's rows
     head: GroupedMember
+    explained: list[int]  # the rows among `indices` whose pooled features are kept (explain)
 
 
 def _keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices: list[int],
@@ -57,27 +70,38 @@ def _keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices
         parts[index][member_index] = probabilities
 
 
+def _keep_features(features: Features, indices: list[int], explained: list[int], pooled: FloatArray | None) -> None:
+    if pooled is None or not explained:
+        return
+    wanted = set(explained)
+    features.update((index, pooled[position]) for position, index in enumerate(indices) if index in wanted)
+
+
 def _run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
-                 parts: dict[int, dict[int, Probabilities]]) -> None:
+                 parts: dict[int, dict[int, Probabilities]], features: Features) -> None:
     """Every group in one run of the trunk's batched head graph."""
     started = time.perf_counter()
     positions = [position for group in groups for position in group.positions]
     slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64) for slot, group in enumerate(groups)])
     width = int(mask[positions].sum(axis=1).max())
-    logits = heads.logits(np.ascontiguousarray(hidden[positions, :width]),
-                          np.ascontiguousarray(mask[positions, :width]), slots, [group.head for group in groups])
+    logits, pooled = heads.run(np.ascontiguousarray(hidden[positions, :width]),
+                               np.ascontiguousarray(mask[positions, :width]), slots, [group.head for group in groups],
+                               pooled=any(group.explained for group in groups))
     metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
     start = 0
     for group in groups:
         end = start + len(group.positions)
         _keep(parts, group.member_index, group.indices, logits[start:end, : group.head.labels])
+        _keep_features(features, group.indices, group.explained, None if pooled is None else pooled[start:end])
         start = end
 
 
 class MemberRuns:
     def __init__(self, trunks: dict[str, Trunk], cache: HeadCache, max_batch_rows: int,
-                 review_threshold: Callable[[ItemSpec], float], min_bucket_tokens: int = 1024) -> None:
+                 review_threshold: Callable[[ItemSpec], float], min_bucket_tokens: int = 1024,
+                 evidence_of: Callable[[ItemSpec], EvidenceIndex | None] = lambda _: None) -> None:
         self.trunks = trunks
+        self.evidence_of = evidence_of
         self.cache = cache
         self.max_batch_rows = max_batch_rows
         self.min_bucket_tokens = min_bucket_tokens
@@ -103,15 +127,16 @@ class MemberRuns:
             for member_index, member in enumerate(spec.serving_members):
                 (on_trunk[member.backbone] if member.on_trunk else on_text).append((index, member_index))
         parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
+        features: Features = {}
         for name, pairs in on_trunk.items():
-            self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes)
+            self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes, features)
         self._run_lexical(rows, specs, on_text, parts, outcomes)
-        self._combine(rows, specs, parts, outcomes)
+        self._combine(rows, specs, parts, outcomes, features)
         return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
 
     def _run_trunk(self, trunk: Trunk, rows: list[PreparedRow], specs: dict[int, ItemSpec],
                    pairs: list[tuple[int, int]], parts: dict[int, dict[int, Probabilities]],
-                   outcomes: dict[int, Outcome]) -> None:
+                   outcomes: dict[int, Outcome], features: Features) -> None:
         members_of: dict[int, list[int]] = defaultdict(list)
         for index, member_index in pairs:
             members_of[index].append(member_index)
@@ -135,24 +160,28 @@ class MemberRuns:
                 if not positions:
                     continue  # an earlier member of these rows failed: they carry its error
                 indices = [chunk[position] for position in positions]
+                spec = specs[indices[0]]
+                explained = ([index for index in indices if rows[index].explain]
+                             if member_index == evidence_member(spec) else [])
                 started = time.perf_counter()
                 try:
-                    head = self.cache.get(specs[indices[0]], member_index)
+                    head = self.cache.get(spec, member_index)
                     assert not isinstance(head, LexicalHead)
                     if isinstance(head, GroupedMember):  # run below, with every other item's rows at once
-                        batched.append(BatchedGroup(member_index, positions, indices, head))
+                        batched.append(BatchedGroup(member_index, positions, indices, head, explained))
                         continue
                     width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
-                    logits = head.logits(np.ascontiguousarray(hidden[positions, :width]),
-                                         np.ascontiguousarray(mask[positions, :width]))
+                    logits, pooled = head.run(np.ascontiguousarray(hidden[positions, :width]),
+                                              np.ascontiguousarray(mask[positions, :width]), pooled=bool(explained))
                 except ScoringError as error:
                     outcomes.update((index, error) for index in indices)
                     continue
                 metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
                 _keep(parts, member_index, indices, logits)
+                _keep_features(features, indices, explained, pooled)
             if batched:
                 assert trunk.grouped is not None  # its members are made only where the trunk has the graph
-                _run_batched(trunk.grouped, hidden, mask, batched, parts)
+                _run_batched(trunk.grouped, hidden, mask, batched, parts, features)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
                      parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
@@ -174,7 +203,7 @@ class MemberRuns:
                 parts[index][member_index] = row_probabilities
 
     def _combine(self, rows: list[PreparedRow], specs: dict[int, ItemSpec],
-                 parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
+                 parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome], features: Features) -> None:
         by_item: dict[str, list[int]] = defaultdict(list)
         for index, spec in specs.items():
             if index in outcomes:
@@ -189,18 +218,22 @@ class MemberRuns:
             stacked = [np.stack([parts[index][member_index] for index in indices])
                        for member_index in range(len(members))]
             probabilities = combine(stacked, [member.weight for member in members])
-            outcomes.update(zip(indices, self._decode(spec, probabilities, [rows[index] for index in indices]),
-                                strict=True))
+            outcomes.update(zip(indices, self._decode(spec, probabilities, [rows[index] for index in indices],
+                                                      [features.get(index) for index in indices]), strict=True))
             metrics.ANSWERS_SCORED.labels(spec.item_id).inc(len(indices))
 
-    def _decode(self, spec: ItemSpec, probabilities: Probabilities, rows: list[PreparedRow]) -> list[Scored]:
+    def _decode(self, spec: ItemSpec, probabilities: Probabilities, rows: list[PreparedRow],
+                pooled: list[FloatArray | None]) -> list[Scored]:
         classes = decode(probabilities, spec.thresholds)
         review_below = self.review_threshold(spec)
+        evidence = self._evidence(spec, [int(c) for c in classes], pooled)
         scored: list[Scored] = []
         for position, row in enumerate(rows):
             confidence = float(probabilities[position, classes[position]])
+            found = evidence.get(position)
             reasons = (["low_confidence"] if confidence < review_below else []) + \
-                      (["unknown_words"] if row.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else [])
+                      (["unknown_words"] if row.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else []) + \
+                      (["neighbours_disagree"] if found is not None and found.disagrees else [])
             scored.append(Scored(
                 item_id=spec.item_id,
                 score=spec.labels[int(classes[position])],
@@ -211,5 +244,22 @@ class MemberRuns:
                 truncated=row.encoded.truncated or any(tokens.truncated for tokens in row.others.values()),
                 review_reasons=reasons,
                 members=spec.member_names,
+                evidence=found.body if found is not None else None,
             ))
         return scored
+
+    def _evidence(self, spec: ItemSpec, classes: list[int], pooled: list[FloatArray | None]) -> dict[int, Evidence]:
+        """Row position -> its evidence, for the explain rows of an item with an index."""
+        wanted = [position for position, features in enumerate(pooled) if features is not None]
+        vectors = [features for features in pooled if features is not None]
+        index = self.evidence_of(spec) if wanted else None
+        if index is None:
+            return {}
+        started = time.perf_counter()
+        try:
+            found = index.explain(np.stack(vectors), [classes[p] for p in wanted], spec.labels)
+        except ValueError as exc:  # an index of another width than the head's features: scored, not explained
+            log.error("item %s %s: evidence not searched: %s", spec.item_id, spec.version, exc)
+            return {}
+        metrics.STAGE_SECONDS.labels("evidence").observe(time.perf_counter() - started)
+        return dict(zip(wanted, found, strict=True))

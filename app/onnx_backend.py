@@ -16,6 +16,7 @@ import onnxruntime as ort
 from app import metrics
 from app.backend import AnswerRow, Outcome, PreparedRow
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
+from app.evidence_indexes import EvidenceIndexes
 from app.head_cache import HeadCache, MemberRunner
 from app.member_runs import MemberRuns
 from app.settings import Settings
@@ -74,8 +75,10 @@ class OnnxBackend:
         # One trunk per backbone, loaded once; every item of that backbone shares it.
         self.trunks: dict[str, Trunk] = load_trunks(self.artifacts, settings, self.threads, self.device)
         self.cache = HeadCache(self._load_member, settings.cache_bytes, set(settings.pin_items))
+        self.evidence = EvidenceIndexes()
         self.runs = MemberRuns(self.trunks, self.cache, settings.max_batch_rows, self._review_threshold,
-                               GPU_MIN_BUCKET_TOKENS if self.device == "cuda" else CPU_MIN_BUCKET_TOKENS)
+                               GPU_MIN_BUCKET_TOKENS if self.device == "cuda" else CPU_MIN_BUCKET_TOKENS,
+                               self.evidence.get)
         self.verified: set[tuple[tuple[str, str], int]] = set()  # (item version, member index) checked
         self.ready = False
         log.info("trunks %s on %s (%d threads), %d items", sorted(self.trunks), self.device, self.threads,

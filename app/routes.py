@@ -68,7 +68,7 @@ async def score_item(request: Request, response: Response, body: ScoreRequest, s
     texts = [body.answer] if body.answer is not None else list(body.answers or [])
     scoring.check_request_size(len(texts))
     started = time.perf_counter()
-    outcomes = await scoring.score_answers(item_id, texts)
+    outcomes = await scoring.score_answers(item_id, texts, body.explain)
     response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
     results = [_result(outcome) for outcome in outcomes]
     return results[0] if body.answer is not None else ScoreResults(results=results)
@@ -80,7 +80,7 @@ async def batch(request: Request, response: Response, body: BatchRequest, scorin
     _check_ready(request)
     scoring.check_request_size(len(body.answers))
     started = time.perf_counter()
-    results = await scoring.score_rows([row.model_dump() for row in body.answers])
+    results = await scoring.score_rows([row.model_dump() for row in body.answers], explain=body.explain)
     response.headers["x-inference-time"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
     return BatchResponse(results=[BatchRowResult(**result) for result in results])
 
@@ -95,7 +95,7 @@ async def create_job(request: Request, body: BatchRequest, jobs: JobsDep, settin
     _check_ready(request)
     if len(body.answers) > settings.max_answers_per_job:
         raise PayloadTooLarge(f"at most {settings.max_answers_per_job} rows per job")
-    job_id = await jobs.create([row.model_dump() for row in body.answers], caller)
+    job_id = await jobs.create([row.model_dump() for row in body.answers], caller, body.explain)
     return JobAccepted(job_id=job_id)
 
 
@@ -117,7 +117,8 @@ def _item_info(backend: Any, item_id: str, replaced: str | None = None) -> ItemI
                     adapter_version=spec.version, head_format=spec.head_format,
                     members=spec.member_names,
                     combine=spec.combine, cached=backend.is_cached(spec), review_threshold=spec.review_threshold,
-                    evaluation=spec.model_card, replaced=replaced)
+                    evaluation=spec.model_card, replaced=replaced,
+                    evidence=spec.evidence.describe() if spec.evidence is not None else None)
 
 
 @scoring_router.get("/items", response_model=list[ItemInfo])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from app import metrics
@@ -62,21 +62,22 @@ class ScoringService:
         assert isinstance(item_id, str)
         return item_id
 
-    async def score_answers(self, item_id: str, texts: list[str]) -> list[Outcome]:
+    async def score_answers(self, item_id: str, texts: list[str], explain: bool = False) -> list[Outcome]:
         """Answers to one item already checked by the route (`known_item`); one outcome per answer, in order."""
-        return await self._score([(item_id, text) for text in texts], background=False)
+        return await self._score([(item_id, text) for text in texts], background=False, explain=explain)
 
-    async def score_rows(self, rows: list[dict[str, Any]], background: bool = False) -> list[dict[str, Any]]:
+    async def score_rows(self, rows: list[dict[str, Any]], background: bool = False,
+                         explain: bool = False) -> list[dict[str, Any]]:
         """Rows {id, item_id, answer} (a /batch body or a job's piece) -> one result dict per row, in order.
 
         Each row's item is checked here; a bad row gets its own error and the others are scored.
-        `background`: job rows, scored after every waiting interactive request."""
+        `background`: job rows, scored after every waiting interactive request. `explain`: with evidence."""
         outcomes = await self._score([(row.get("item_id"), row.get("answer")) for row in rows], background,
-                                     check_items=True)
+                                     check_items=True, explain=explain)
         return [row_result(row.get("id"), outcome) for row, outcome in zip(rows, outcomes, strict=True)]
 
     async def _score(self, rows: list[tuple[object, object]], background: bool,
-                     check_items: bool = False) -> list[Outcome]:
+                     check_items: bool = False, explain: bool = False) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(rows)
         checked: list[tuple[int, AnswerRow]] = []
         for index, (item_id, text) in enumerate(rows):
@@ -90,14 +91,21 @@ class ScoringService:
         ready: list[tuple[int, PreparedRow]] = []
         for (index, _), row in zip(checked, prepared, strict=True):
             if isinstance(row, PreparedRow):
-                ready.append((index, row))
+                ready.append((index, replace(row, explain=True) if explain else row))
             else:
                 outcomes[index] = row
-        await self._score_ready(ready, outcomes, background)
+        await self._score_ready(ready, outcomes, background, use_cache=not explain)
         return [outcome if outcome is not None else ScoringError("not scored") for outcome in outcomes]
 
     async def _score_ready(self, ready: list[tuple[int, PreparedRow]], outcomes: list[Outcome | None],
-                           background: bool) -> None:
+                           background: bool, use_cache: bool = True) -> None:
+        """use_cache False (explain): every row is scored afresh, and not cached (its result carries evidence
+        the cache's other readers did not ask for)."""
+        if not use_cache:
+            scored = await self.batcher.submit([row for _, row in ready], background) if ready else []
+            for (index, _), outcome in zip(ready, scored, strict=True):
+                outcomes[index] = outcome
+            return
         items = self.backend.items()
         versions = [row.spec.version if row.spec is not None else items[row.item_id].version
                     if row.item_id in items else "" for _, row in ready]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.onnx_runtime import FloatArray, IntArray, load_session
+from core.onnx_runtime import FloatArray, IntArray, head_outputs, load_session
 
 FIXED_INPUTS = ("hidden_states", "attention_mask", "row_slot")
 
@@ -38,6 +38,11 @@ class GroupedHeads:
                slots: Sequence[GroupedMember]) -> FloatArray:
         """(rows, widest score range) logits; row i used slots[row_slot[i]]'s tensors. Columns past an item's
         own score range are padding: callers keep the first `labels` of each row."""
+        return self.run(hidden, mask, row_slot, slots, pooled=False)[0]
+
+    def run(self, hidden: FloatArray, mask: IntArray, row_slot: IntArray, slots: Sequence[GroupedMember],
+            pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        """logits as above, and each row's pooled features where asked for (and the graph has them)."""
         widest = max(member.labels for member in slots)
         feeds: dict[str, np.ndarray] = {"hidden_states": hidden, "attention_mask": mask,
                                         "row_slot": row_slot.astype(np.int64, copy=False)}
@@ -46,8 +51,7 @@ class GroupedHeads:
                 feeds[name] = _padded([member.tensors[name] for member in slots], widest)
             else:
                 feeds[name] = np.stack([member.tensors[name] for member in slots])
-        out = self.session.run(["logits"], feeds)[0]
-        return np.asarray(out, dtype=np.float32)
+        return head_outputs(self.session, feeds, pooled)
 
 
 def _padded(arrays: list[FloatArray], widest: int) -> FloatArray:
@@ -71,5 +75,9 @@ class GroupedMember:
         self.nbytes = path.stat().st_size
 
     def logits(self, hidden: FloatArray, mask: IntArray) -> FloatArray:
+        return self.run(hidden, mask, pooled=False)[0]
+
+    def run(self, hidden: FloatArray, mask: IntArray, pooled: bool) -> tuple[FloatArray, FloatArray | None]:
         slots = np.zeros(hidden.shape[0], dtype=np.int64)
-        return self.heads.logits(hidden, mask, slots, [self])[:, : self.labels]
+        logits, features = self.heads.run(hidden, mask, slots, [self], pooled)
+        return logits[:, : self.labels], features

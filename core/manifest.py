@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.decoding import DEFAULT_REVIEW_THRESHOLD
+from core.evidence import EvidenceFile
 from core.item_ids import ITEM_ID
 
 MANIFEST_FORMAT = 2
@@ -66,6 +67,7 @@ class ItemSpec:
     backbone_sha256: str = ""  # that backbone's weights when it was trained
     members: tuple[Member, ...] = ()  # empty: the one member described by the fields above
     combine: str = "single"
+    evidence: EvidenceFile | None = None  # its human-scored answers in its first member's features, if exported
 
     @property
     def key(self) -> tuple[str, str]:
@@ -184,8 +186,15 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
         sha256=first.sha256, nbytes=first.nbytes, model_card=dict(entry.get("model_card", {})),
         golden_texts=list(golden.get("texts", [])), golden_logits=list(golden.get("logits", [])),
         backbone=first.backbone, backbone_sha256=first.backbone_sha256,
-        members=members if len(members) > 1 else (), combine=combine,
+        members=members if len(members) > 1 else (), combine=combine, evidence=_evidence(root, entry.get("evidence")),
     )
+
+
+def _evidence(root: Path, entry: dict[str, Any] | None) -> EvidenceFile | None:
+    if not entry:
+        return None
+    return EvidenceFile(root / str(entry["file"]), str(entry["sha256"]), int(entry["answers"]), str(entry["member"]),
+                        bool(entry.get("texts", False)))
 
 
 def single_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -221,13 +230,17 @@ def ensemble_item_entry(root: Path, *, key: str, version: str, members: list[Mem
         "members": entries, "combine": "mean_probabilities", "fast": fast,
         "labels": fast["labels"], "thresholds": thresholds, "review_threshold": review_threshold,
         "golden": {"texts": golden_texts, "probabilities": golden_probabilities}, "model_card": model_card,
+        # The first member's evidence index: its head's features are the item's own learned view of an answer
+        # (the lexical member has no dense features, the other trunks' heads each see less of the choice).
+        "evidence": fast.get("evidence"),
         **check,
     }
 
 
 def item_entry(root: Path, *, key: str, version: str, member: Member, labels: list[int],
                thresholds: list[float] | None, review_threshold: float, golden_texts: list[str],
-               golden_logits: list[list[float]], model_card: dict[str, Any], check: dict[str, Any]) -> dict[str, Any]:
+               golden_logits: list[list[float]], model_card: dict[str, Any], check: dict[str, Any],
+               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     """An item's manifest entry, as `item_spec` reads it: one member today, whose keys also stand at the top
     level (the single-member view older readers use). `check`: what the exporter verified against PyTorch
     (validation, validated_on, qwk, max_abs_logit_diff)."""
@@ -237,7 +250,8 @@ def item_entry(root: Path, *, key: str, version: str, member: Member, labels: li
                                            ("format", "file", "sha256", "bytes", "backbone", "backbone_sha256")},
         "members": [single], "combine": "single",
         "labels": labels, "thresholds": thresholds, "review_threshold": review_threshold,
-        "golden": {"texts": golden_texts, "logits": golden_logits}, "model_card": model_card, **check,
+        "golden": {"texts": golden_texts, "logits": golden_logits}, "model_card": model_card,
+        "evidence": evidence, **check,
     }
 
 

@@ -83,11 +83,27 @@ def run_trunk(session: ort.InferenceSession, ids: IntArray, mask: IntArray) -> F
 
 
 class HeadRunner(Protocol):
-    """One item's head: trunk hidden states + mask -> logits over its score points."""
+    """One item's head: trunk hidden states + mask -> logits over its score points; `run` also hands out the
+    pooled features its classifier read (None where the graph predates that output)."""
 
     nbytes: int
 
     def logits(self, hidden: FloatArray, mask: IntArray) -> FloatArray: ...
+
+    def run(self, hidden: FloatArray, mask: IntArray, pooled: bool) -> tuple[FloatArray, FloatArray | None]: ...
+
+
+def has_pooled(session: ort.InferenceSession) -> bool:
+    return any(output.name == "pooled" for output in session.get_outputs())
+
+
+def head_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray], pooled: bool,
+                 options: ort.RunOptions | None = None) -> tuple[FloatArray, FloatArray | None]:
+    """logits, and the pooled features where asked for and the graph has them."""
+    names = ["logits", "pooled"] if pooled and has_pooled(session) else ["logits"]
+    outputs = session.run(names, feeds, options)
+    features = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
+    return np.asarray(outputs[0], dtype=np.float32), features
 
 
 class MergedHead:
@@ -98,8 +114,10 @@ class MergedHead:
         self.nbytes = path.stat().st_size
 
     def logits(self, hidden: FloatArray, mask: IntArray) -> FloatArray:
-        out = self.session.run(["logits"], {"hidden_states": hidden, "attention_mask": mask})[0]
-        return np.asarray(out, dtype=np.float32)
+        return self.run(hidden, mask, pooled=False)[0]
+
+    def run(self, hidden: FloatArray, mask: IntArray, pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        return head_outputs(self.session, {"hidden_states": hidden, "attention_mask": mask}, pooled)
 
 
 class AdapterHead:
@@ -116,9 +134,10 @@ class AdapterHead:
         self.nbytes = path.stat().st_size
 
     def logits(self, hidden: FloatArray, mask: IntArray) -> FloatArray:
-        feeds = {"hidden_states": hidden, "attention_mask": mask}
-        out = self.session.run(["logits"], feeds, self.options)[0]
-        return np.asarray(out, dtype=np.float32)
+        return self.run(hidden, mask, pooled=False)[0]
+
+    def run(self, hidden: FloatArray, mask: IntArray, pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        return head_outputs(self.session, {"hidden_states": hidden, "attention_mask": mask}, pooled, self.options)
 
 
 def release_freed_memory() -> None:
@@ -142,12 +161,23 @@ def length_sorted_batches(lengths: list[int], size: int = 64) -> list[list[int]]
 
 def trunk_head_logits(trunk: ort.InferenceSession, head: HeadRunner, rows: list[list[int]]) -> FloatArray:
     """Logits of token-id rows through trunk then head, as served; in input order."""
-    out: FloatArray | None = None
+    return trunk_head_outputs(trunk, head, rows, pooled=False)[0]
+
+
+def trunk_head_outputs(trunk: ort.InferenceSession, head: HeadRunner, rows: list[list[int]],
+                       pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+    """Logits (and the head's pooled features, where asked for and present) of token-id rows, in input order."""
+    logits_out: FloatArray | None = None
+    pooled_out: FloatArray | None = None
     for batch in length_sorted_batches([len(row) for row in rows]):
         ids, mask = pad([rows[i] for i in batch])
-        logits = head.logits(run_trunk(trunk, ids, mask), mask)
-        if out is None:
-            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
-        out[batch] = logits
-    assert out is not None, "no rows"
-    return out
+        logits, features = head.run(run_trunk(trunk, ids, mask), mask, pooled)
+        if logits_out is None:
+            logits_out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
+        logits_out[batch] = logits
+        if features is not None:
+            if pooled_out is None:
+                pooled_out = np.zeros((len(rows), features.shape[1]), dtype=np.float32)
+            pooled_out[batch] = features
+    assert logits_out is not None, "no rows"
+    return logits_out, pooled_out

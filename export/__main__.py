@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also build the fused trunk (ORT transformer fusions), served where it validates")
     parser.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=True,
                         help="also build the batched head graph (every item's rows in one run; served on CUDA)")
+    parser.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=True,
+                        help="also build each item's evidence index (its training answers in its head's features; "
+                             "`explain` on the API) where the item's data is at hand")
+    parser.add_argument("--evidence-texts", action="store_true",
+                        help="store the evidence answers' texts too (student answers: personal data; default ids "
+                             "and scores only)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -37,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = export_all(ExportOptions(args.adapters, args.out, args.head_format, "int8" in args.precision,
                                             args.threads, backbones=backbones, fp16="fp16" in args.precision,
                                             validate=args.validate, fused=args.fused,
-                                            grouped=args.grouped))
+                                            grouped=args.grouped, evidence=args.evidence,
+                                            evidence_texts=args.evidence_texts))
     except (ValidationError, FileNotFoundError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from core.fingerprints import file_sha256, fingerprint
 from core.manifest import HISTORY_KEPT, backbone_entries
 from core.onnx_runtime import load_session
 from export import graphs
+from export.evidence import evidence_fingerprint
 from export.fused import fused_variant
 from export.grouped import check_grouped_head
 from export.item import export_item
@@ -79,7 +80,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
         item_key = fingerprint({"trunk": trunk_key, "format": options.head_format,
                          "adapter": file_sha256(record.folder / "adapter.safetensors"),
                          "config": record.config.get("fingerprint"), "version": record.version,
-                         "head_graph": entry.get("adapter_head", {}).get("key")})
+                         "head_graph": entry.get("adapter_head", {}).get("key"), "outputs": graphs.HEAD_OUTPUTS,
+                         "evidence": evidence_fingerprint(record, options)})
         previous = old_items.get(item_id, {})
         checked_enough = (options.validate == "golden" or previous.get("validation", "full") == "full"
                           or (options.recheck is not None and item_id not in options.recheck))
@@ -133,7 +135,7 @@ def shared_head_graph(records: dict[str, AdapterRecord], backbone: ResolvedBackb
         raise ValidationError(f"ort-adapter format needs one LoRA layout for all items; found {shapes}")
     targets, rank = shapes.pop()
     key = fingerprint({"backbone": backbone.weights_sha256, "S": split_layer, "targets": targets, "rank": rank,
-                "opset": graphs.OPSET, "exporter": EXPORTER_VERSION})
+                "opset": graphs.OPSET, "exporter": EXPORTER_VERSION, "outputs": graphs.HEAD_OUTPUTS})
     path = out / f"head_adapter-{key}.onnx"
     first = next(iter(records.values()))
     model = adapter_model(first, backbone.path, weights)

@@ -10,11 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.encoder import Head, LoRALinear, ScoringModel, Trunk, mask_to_bias, mean_pool
+from training.encoder import Head, LoRALinear, ScoringModel, Trunk, attention_bias, mask_to_bias, mean_pool
 
 OPSET = 17
 TRUNK_INPUTS = ["input_ids", "attention_mask"]
 HEAD_INPUTS = ["hidden_states", "attention_mask"]
+# Every head graph also hands out its pooled features (what its classifier reads): the item's own
+# representation of an answer, in which the evidence index (core/evidence.py) finds alike training answers.
+# An output a run does not ask for costs nothing: it is an intermediate the classifier needs anyway.
+HEAD_OUTPUTS = ["logits", "pooled"]
 
 
 def adapter_input_names(head: Head) -> list[str]:
@@ -66,14 +70,29 @@ class AdapterHead(nn.Module):
         self.tensors: dict[str, Tensor] = {}
         self.layers = _input_lora_layers(head, _InputLoRA, self.tensors)
 
-    def forward(self, hidden_states: Tensor, attention_mask: Tensor, *item_tensors: Tensor) -> Tensor:
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor, *item_tensors: Tensor) -> tuple[Tensor, Tensor]:
         self.tensors.clear()
         self.tensors.update(zip(self.names, item_tensors, strict=True))
         bias = mask_to_bias(attention_mask, hidden_states.dtype)
         for layer in self.layers:
             hidden_states = layer(hidden_states, bias)
         pooled = mean_pool(hidden_states, attention_mask)
-        return F.linear(pooled, self.tensors["classifier.weight"], self.tensors["classifier.bias"])
+        return F.linear(pooled, self.tensors["classifier.weight"], self.tensors["classifier.bias"]), pooled
+
+
+class PooledHead(nn.Module):
+    """A (merged) head that returns its pooled features beside the logits (HEAD_OUTPUTS)."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        bias = attention_bias(attention_mask, hidden_states.dtype, self.head.position_bias)
+        for layer in self.head.layers:
+            hidden_states = layer(hidden_states, bias)
+        pooled = mean_pool(hidden_states, attention_mask)
+        return self.head.classifier(pooled), pooled
 
 
 class _GroupedLoRA(_InputLoRA):
@@ -99,7 +118,8 @@ class GroupedHead(nn.Module):
         self.tensors: dict[str, Tensor] = {}
         self.layers = _input_lora_layers(head, _GroupedLoRA, self.tensors)
 
-    def forward(self, hidden_states: Tensor, attention_mask: Tensor, row_slot: Tensor, *tables: Tensor) -> Tensor:
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor, row_slot: Tensor,
+                *tables: Tensor) -> tuple[Tensor, Tensor]:
         self.tensors.clear()
         self.tensors.update(zip(self.names, tables, strict=True))
         self.tensors["row_slot"] = row_slot
@@ -109,7 +129,7 @@ class GroupedHead(nn.Module):
         pooled = mean_pool(hidden_states, attention_mask)  # (rows, hidden)
         weight = self.tensors["classifier.weight"][row_slot]  # (rows, labels, hidden)
         logits = torch.matmul(weight, pooled.unsqueeze(-1)).squeeze(-1)
-        return logits + self.tensors["classifier.bias"][row_slot]
+        return logits + self.tensors["classifier.bias"][row_slot], pooled
 
 
 def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs: list[str],
@@ -119,12 +139,12 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs: lis
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         # TorchScript export: 5x faster than dynamo here and it keeps parameter names.
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=[_output(module)],
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=_outputs(module),
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
-def _output(module: nn.Module) -> str:
-    return "hidden_states" if isinstance(module, Trunk) else "logits"
+def _outputs(module: nn.Module) -> list[str]:
+    return ["hidden_states"] if isinstance(module, Trunk) else HEAD_OUTPUTS
 
 
 def _sample(hidden: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -144,8 +164,8 @@ def export_merged_head(model: ScoringModel, path: Path) -> None:
     """model's LoRA must already be merged (training.encoder.merge_lora)."""
     _, mask, hidden = _sample(model.trunk.embeddings.word.embedding_dim)
     seq = {0: "batch", 1: "seq"}
-    _export(model.head, (hidden, mask), path, HEAD_INPUTS,
-            {"hidden_states": seq, "attention_mask": seq, "logits": {0: "batch"}})
+    _export(PooledHead(model.head), (hidden, mask), path, HEAD_INPUTS,
+            {"hidden_states": seq, "attention_mask": seq, "logits": {0: "batch"}, "pooled": {0: "batch"}})
 
 
 def export_adapter_head(model: ScoringModel, path: Path) -> list[str]:
@@ -159,6 +179,7 @@ def export_adapter_head(model: ScoringModel, path: Path) -> list[str]:
     dynamic["classifier.weight"] = {0: "labels"}
     dynamic["classifier.bias"] = {0: "labels"}
     dynamic["logits"] = {0: "batch", 1: "labels"}
+    dynamic["pooled"] = {0: "batch"}
     _export(wrapper, (hidden, mask, *tensors), path, HEAD_INPUTS + wrapper.names, dynamic)
     _make_overridable(path, dict(zip(wrapper.names, tensors, strict=True)))
     return wrapper.names
@@ -174,7 +195,7 @@ def export_grouped_head(model: ScoringModel, path: Path) -> list[str]:
     row_slot = torch.tensor([1, 0])
     seq = {0: "batch", 1: "seq"}
     dynamic: dict[str, dict[int, str]] = {"hidden_states": seq, "attention_mask": seq, "row_slot": {0: "batch"},
-                                          "logits": {0: "batch", 1: "labels"}}
+                                          "logits": {0: "batch", 1: "labels"}, "pooled": {0: "batch"}}
     for name in wrapper.names:
         dynamic[name] = {0: "slots", 1: "labels"} if name.startswith("classifier.") else {0: "slots"}
     _export(wrapper, (hidden, mask, row_slot, *tables), path, [*HEAD_INPUTS, "row_slot", *wrapper.names], dynamic)

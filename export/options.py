@@ -43,6 +43,12 @@ class ExportOptions:
     # Only these item keys are checked anew (add-item: its own heads); every other exported head keeps its entry
     # as it was, whatever check it passed (None: the validation level decides, as in `make export`).
     recheck: frozenset[str] | None = None
+    # The evidence index per item (export/evidence.py): on by default; `make serve` leaves it to its background
+    # stage so the first answer does not wait for it. Texts of the evidence answers only on request.
+    evidence: bool = True
+    evidence_texts: bool = False
+    # Training answers with ids of items whose data is not the ASAP set: item -> [(id, text, 0-based score)]
+    evidence_rows: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
     log: Callable[[str], None] = print
 
 

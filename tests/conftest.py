@@ -77,7 +77,7 @@ def redis_url() -> object:
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two tiny trained items exported to ONNX (adapter format)."""
+    """Two tiny trained items exported to ONNX (adapter format); item-a with its evidence index, item-b without."""
     from export.pipeline import ExportOptions, export_all
     from training.pipeline import train_adapter
     from training.trainer import TrainConfig
@@ -87,8 +87,14 @@ def tiny_artifacts(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory
         config = TrainConfig(split_layer=1, max_epochs=2, batch_size=8, seed=seed, learning_rate=5e-3)
         train_adapter(tiny_item(item_id), adapters, config, str(tiny_backbone))  # type: ignore[arg-type]
     out = tmp_path_factory.mktemp("tiny-onnx")
-    export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None))
+    export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None,
+                             evidence_rows={"item-a": tiny_evidence_rows("item-a")}))  # item-b: none
     return out
+
+
+def tiny_evidence_rows(item_id: str) -> list[tuple[str, str, int]]:
+    """A tiny item's training answers with ids (`t<n>`), as the exporter's evidence index takes them."""
+    return [(f"t{n}", text, score) for n, (text, score) in enumerate(tiny_item(item_id).train)]
 
 
 @pytest.fixture(scope="session")

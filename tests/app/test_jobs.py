@@ -41,7 +41,7 @@ def blocking_runner(store: Any, **limits: int) -> tuple[JobRunner, asyncio.Event
     go = asyncio.Event()
     pieces: list[int] = []
 
-    async def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def score_rows(rows: list[dict[str, Any]], explain: bool) -> list[dict[str, Any]]:
         pieces.append(len(rows))
         await go.wait()
         return [{"id": row["id"], "score": 1} for row in rows]
