@@ -166,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         if artifacts.manifest["backbone"]["name"] == "minilm-en":
             results["op_profile"] = profile(args.artifacts, args.threads, batches=4 if args.quick else 12)
 
+        # The host path per row, ONNX Runtime's runs taken out (bench/host_path.py; one core, its own process).
+        host_path = scratch / "host_path.json"
+        subprocess.run([sys.executable, "-m", "bench.host_path", "--artifacts", str(args.artifacts),
+                        "--rows", "1024" if args.quick else "4096", "--out", str(host_path)], check=True,
+                       stdout=subprocess.DEVNULL)
+        results["host_path"] = json.loads(host_path.read_text())
+
         # The duplicate-answer cache is off: every request pays for inference. Single heads, as every other
         # system here is compared (ensembles are costed by bench.batch_http and bench.qwk_over_http).
         service = Server({"SCORER_ARTIFACTS": str(args.artifacts), "SCORER_THREADS": str(args.threads),

@@ -64,6 +64,14 @@ def _item_figures(truth: list[int], results: list[dict[str, Any]], labels: list[
     }
 
 
+def means(items: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Unweighted means over the items (each item counts once, as the QWK means elsewhere)."""
+    keys = ("neighbours_agree_with_served", "neighbours_agree_with_human", "served_agrees_with_human", "qwk_served",
+            "qwk_neighbours", "flagged_share", "accuracy_flagged", "accuracy_unflagged")
+    return {key: round(float(np.mean([figures[key] for figures in items.values() if figures[key] is not None])), 4)
+            for key in keys}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.evidence", description=__doc__)
     parser.add_argument("--artifacts", default="build/onnx", type=Path)
@@ -93,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     plain, with_explain = max(speeds[False]), max(speeds[True])
     report = {"answers": len(rows), "answers_per_second": {"plain": round(plain, 1), "explain": round(with_explain, 1)},
               "explain_cost": round(1 - with_explain / plain, 4), "passes": speeds, "items": items,
-              "mean": {key: round(float(np.mean([figures[key] for figures in items.values()])), 4)
-                       for key in ("neighbours_agree_with_served", "neighbours_agree_with_human",
-                                   "served_agrees_with_human", "qwk_served", "qwk_neighbours", "flagged_share")}}
+              "mean": means(items)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({key: value for key, value in report.items() if key != "items"}, indent=2))

@@ -30,6 +30,8 @@ EvidenceRow = tuple[str, str, int]  # (stored id, answer text, 0-based human sco
 def evidence_rows(record: AdapterRecord, options: ExportOptions) -> list[EvidenceRow]:
     """The item's training answers with ids: given to the export (add-item, tests), else the ASAP training
     split where the data set is on this machine, else none (a Docker build: the item has no evidence)."""
+    if record.config.get("member_tag"):
+        return []  # an extra member of an ensemble (second seed, both raters): searched only as its first member
     for key in (record.item_id, record.source_item):
         if key in options.evidence_rows:
             return options.evidence_rows[key]

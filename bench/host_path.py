@@ -1,0 +1,126 @@
+"""The host path per row, isolated: everything the service does for an answer on the CPU besides the model runs.
+
+`python -m bench.host_path --artifacts build/onnx` scores mixed batches of ASAP test answers (every item, single
+heads: the GPU goal's configuration) in process, stage by stage as the service does: tokenization with the
+answer summary (`prepare`), duplicate-cache keys, the scorer (`score_prepared`: grouping, padding, head
+dispatch, decoding, result objects) and the response (result rows, validation by the response model, JSON).
+Every ONNX Runtime `run` is timed and taken out: what is left is host time, the ceiling a GPU cannot lift
+(at 40 us per row one core feeds 25,000 answers/s). One core: ORT, the tokenizer's Rayon pool and BLAS are held
+to one thread (a GPU host has cores to spare, but the goal is per core)."""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # before tokenizers / numpy start their pools
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import onnxruntime as ort  # noqa: E402
+
+from app.backend import AnswerRow, PreparedRow  # noqa: E402
+from app.duplicate_cache import cache_key  # noqa: E402
+from app.onnx_backend import OnnxBackend  # noqa: E402
+from app.schemas import BatchResponse  # noqa: E402
+from app.scoring import row_result  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from training.asap import ASAP_ITEMS, load_asap_item  # noqa: E402
+
+GOAL_US = 40.0
+
+
+class OrtClock:
+    """Adds up the wall time spent inside every InferenceSession.run (the model's time, not the host's)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._original: Callable[..., Any] = ort.InferenceSession.run
+
+    def __enter__(self) -> OrtClock:
+        original = self._original
+
+        def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(session, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        ort.InferenceSession.run = timed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        ort.InferenceSession.run = self._original
+
+
+def _rows(count: int) -> list[AnswerRow]:
+    rows: list[AnswerRow] = []
+    for item_id in ASAP_ITEMS:
+        rows += [AnswerRow(item_id, text) for text, _ in load_asap_item(item_id).test]
+    rows.sort(key=lambda row: hash(row.text) % 997)
+    return rows[:count]
+
+
+def measure(backend: OnnxBackend, rows: list[AnswerRow], batch: int) -> dict[str, float]:
+    """Seconds per stage over all rows, in batches of `batch`."""
+    stages = dict.fromkeys(("prepare", "keys", "score_host", "model", "response"), 0.0)
+    items = backend.items()
+    for start in range(0, len(rows), batch):
+        piece = rows[start : start + batch]
+        began = time.perf_counter()
+        prepared = [row for row in backend.prepare(piece) if isinstance(row, PreparedRow)]
+        stages["prepare"] += time.perf_counter() - began
+        began = time.perf_counter()
+        keys = [cache_key(row.item_id, items[row.item_id].version, row.digest) for row in prepared]
+        stages["keys"] += time.perf_counter() - began
+        with OrtClock() as clock:
+            began = time.perf_counter()
+            outcomes = backend.score_prepared(prepared)
+            elapsed = time.perf_counter() - began
+        stages["model"] += clock.seconds
+        stages["score_host"] += elapsed - clock.seconds
+        began = time.perf_counter()
+        body = BatchResponse.model_validate({"results": [row_result(key, outcome)
+                                                         for key, outcome in zip(keys, outcomes, strict=True)]})
+        body.model_dump_json()
+        stages["response"] += time.perf_counter() - began
+    return stages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.host_path", description=__doc__)
+    parser.add_argument("--artifacts", default="build/onnx", type=Path)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rows", type=int, default=2048)
+    parser.add_argument("--out", default="bench/results/host_path.json", type=Path)
+    args = parser.parse_args(argv)
+    settings = Settings(artifacts=args.artifacts, ensembles=False, threads=1, duplicate_cache_entries=0)
+    backend = OnnxBackend(settings)
+    backend.warm_up()
+    rows = _rows(args.rows)
+    measure(backend, rows[: args.batch * 2], args.batch)  # every head loaded and checked once
+    best: dict[str, float] | None = None
+    for _ in range(3):
+        stages = measure(backend, rows, args.batch)
+        best = stages if best is None else {name: min(best[name], stages[name]) for name in stages}
+    assert best is not None
+    per_row = {name: round(seconds / len(rows) * 1e6, 2) for name, seconds in best.items()}
+    host = round(sum(value for name, value in per_row.items() if name != "model"), 2)
+    report = {"rows": len(rows), "batch": args.batch, "items": len(backend.items()), "us_per_row": per_row,
+              "host_us_per_row": host, "goal_us_per_row": GOAL_US, "host_rows_per_s_one_core": round(1e6 / host),
+              "model_share_of_wall": round(per_row["model"] / (host + per_row["model"]), 3)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
