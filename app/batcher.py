@@ -135,7 +135,7 @@ class MicroBatcher:
     async def _score(self, batch: list[_Request]) -> None:
         now = time.perf_counter()
         for request in batch:
-            metrics.STAGE_SECONDS.labels("queue").observe(now - request.queued_at)
+            metrics.stage("queue").observe(now - request.queued_at)
         flat = [row for request in batch for row in request.rows]
         loop = asyncio.get_running_loop()
         try:

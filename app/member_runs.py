@@ -87,7 +87,7 @@ def _run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, grou
     logits, pooled = heads.run(np.ascontiguousarray(hidden[positions, :width]),
                                np.ascontiguousarray(mask[positions, :width]), slots, [group.head for group in groups],
                                pooled=any(group.explained for group in groups))
-    metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+    metrics.stage("head").observe(time.perf_counter() - started)
     start = 0
     for group in groups:
         end = start + len(group.positions)
@@ -148,7 +148,7 @@ class MemberRuns:
             ids, mask = pad([tokens[index].ids for index in chunk])
             started = time.perf_counter()
             hidden = run_trunk(trunk.session, ids, mask)
-            metrics.STAGE_SECONDS.labels("trunk").observe(time.perf_counter() - started)
+            metrics.stage("trunk").observe(time.perf_counter() - started)
             metrics.BATCH_ROWS.observe(len(chunk))
             groups: dict[MemberKey, list[int]] = defaultdict(list)  # positions in the chunk
             for position, index in enumerate(chunk):
@@ -176,7 +176,7 @@ class MemberRuns:
                 except ScoringError as error:
                     outcomes.update((index, error) for index in indices)
                     continue
-                metrics.STAGE_SECONDS.labels("head").observe(time.perf_counter() - started)
+                metrics.stage("head").observe(time.perf_counter() - started)
                 _keep(parts, member_index, indices, logits)
                 _keep_features(features, indices, explained, pooled)
             if batched:
@@ -198,7 +198,7 @@ class MemberRuns:
             except ScoringError as error:
                 outcomes.update((index, error) for index in indices)
                 continue
-            metrics.STAGE_SECONDS.labels("lexical").observe(time.perf_counter() - started)
+            metrics.stage("lexical").observe(time.perf_counter() - started)
             for index, row_probabilities in zip(indices, probabilities, strict=True):
                 parts[index][member_index] = row_probabilities
 
@@ -228,8 +228,10 @@ class MemberRuns:
         review_below = self.review_threshold(spec)
         evidence = self._evidence(spec, [int(c) for c in classes], pooled)
         scored: list[Scored] = []
+        listed = probabilities.tolist()  # Python floats once per item: numpy scalars per row cost ~5 us an answer
+        members = spec.member_names
         for position, row in enumerate(rows):
-            confidence = float(probabilities[position, classes[position]])
+            confidence = listed[position][classes[position]]
             found = evidence.get(position)
             reasons = (["low_confidence"] if confidence < review_below else []) + \
                       (["unknown_words"] if row.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else []) + \
@@ -237,13 +239,13 @@ class MemberRuns:
             scored.append(Scored(
                 item_id=spec.item_id,
                 score=spec.labels[int(classes[position])],
-                probabilities=[round(float(p), 6) for p in probabilities[position]],
+                probabilities=[round(p, 6) for p in listed[position]],
                 confidence=round(confidence, 6),
                 needs_review=bool(reasons),
                 adapter_version=spec.version,
                 truncated=row.encoded.truncated or any(tokens.truncated for tokens in row.others.values()),
                 review_reasons=reasons,
-                members=spec.member_names,
+                members=members,
                 evidence=found.body if found is not None else None,
             ))
         return scored
@@ -261,5 +263,5 @@ class MemberRuns:
         except ValueError as exc:  # an index of another width than the head's features: scored, not explained
             log.error("item %s %s: evidence not searched: %s", spec.item_id, spec.version, exc)
             return {}
-        metrics.STAGE_SECONDS.labels("evidence").observe(time.perf_counter() - started)
+        metrics.stage("evidence").observe(time.perf_counter() - started)
         return dict(zip(wanted, found, strict=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -23,3 +25,9 @@ REDIS_ERRORS = Counter("scorer_redis_errors_total", "Redis operations that faile
 REDIS_UP = Gauge("scorer_redis_up", "1 while the last duplicate-cache call to Redis succeeded, 0 while it is bypassed")
 JOBS_REQUEUED = Counter("scorer_jobs_requeued_total", "Jobs taken over after their runner stopped (restart, crash)")
 REJECTED = Counter("scorer_rejected_total", "Requests refused before scoring", ["reason"])
+
+
+@cache
+def stage(name: str) -> Histogram:
+    """STAGE_SECONDS' child for one stage, looked up once (`labels()` costs ~10 us, per head group it added up)."""
+    return STAGE_SECONDS.labels(name)

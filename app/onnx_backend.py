@@ -246,7 +246,7 @@ class OnnxBackend:
                                if encoded.readable_tokens else
                                NoScorableContent("the answer has nothing the model can read (only control, "
                                                  "zero-width, combining or space characters)"))
-        metrics.STAGE_SECONDS.labels("tokenize").observe(time.perf_counter() - started)
+        metrics.stage("tokenize").observe(time.perf_counter() - started)
         return [prepared.get(index, ScoringError("not prepared")) for index in range(len(rows))]
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,9 @@ class ItemSpec:
     def key(self) -> tuple[str, str]:
         return (self.item_id, self.version)
 
-    @property
+    # Cached (the spec is frozen): the scorer asks for these several times per answer, and building the single
+    # member anew each time was ~10 us of every answer's host path (bench/host_path.py).
+    @cached_property
     def serving_members(self) -> tuple[Member, ...]:
         """The members that score it: an ensemble's list, or the one member its own fields describe."""
         if self.members:
@@ -89,7 +92,11 @@ class ItemSpec:
     @property
     def backbones(self) -> list[str]:
         """The trunks its members run on, in member order, each once."""
-        return list(dict.fromkeys(member.backbone for member in self.serving_members if member.on_trunk))
+        return list(self._backbones)
+
+    @cached_property
+    def _backbones(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(member.backbone for member in self.serving_members if member.on_trunk))
 
 
 @dataclass(frozen=True)

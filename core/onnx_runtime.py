@@ -62,6 +62,9 @@ class TextEncoder:
 
     def encode_answers(self, texts: list[str]) -> list[EncodedAnswer]:
         """Ids plus what the service needs to know of them: digest, readable and unknown token counts."""
+        if self.answer_tokens.fast:  # no offsets needed (core/answer_tokens.py)
+            return [self.answer_tokens.summarise_fast(encoding)
+                    for encoding in self.tokenizer.encode_batch_fast([self.prefix + text for text in texts])]
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [self.answer_tokens.summarise(encoding) for encoding in encodings]
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.encoder import Head, LoRALinear, ScoringModel, Trunk, attention_bias, mask_to_bias, mean_pool
+from training.encoder import Head, LoRALinear, ScoringModel, Trunk, attention_bias, mean_pool
 
 OPSET = 17
 TRUNK_INPUTS = ["input_ids", "attention_mask"]
@@ -19,6 +19,11 @@ HEAD_INPUTS = ["hidden_states", "attention_mask"]
 # representation of an answer, in which the evidence index (core/evidence.py) finds alike training answers.
 # An output a run does not ask for costs nothing: it is an intermediate the classifier needs anyway.
 HEAD_OUTPUTS = ["logits", "pooled"]
+# MPNet's relative-position attention bias: every head graph computes it from the sequence length with the
+# backbone's frozen bucket table (32 x heads floats, a constant of the graph), as the trunk graph does for its
+# layers. It depends on nothing else, so the head interface (hidden_states, attention_mask) stays the same for
+# every backbone, runner and cache; handing it over from the trunk as a (heads, seq, seq) input instead would
+# add a tensor larger than the hidden states at short lengths to every head run and to the batched graph.
 
 
 def adapter_input_names(head: Head) -> list[str]:
@@ -69,11 +74,12 @@ class AdapterHead(nn.Module):
         self.names = adapter_input_names(head)
         self.tensors: dict[str, Tensor] = {}
         self.layers = _input_lora_layers(head, _InputLoRA, self.tensors)
+        self.position_bias = head.position_bias  # MPNet's, frozen: see attention_bias below
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor, *item_tensors: Tensor) -> tuple[Tensor, Tensor]:
         self.tensors.clear()
         self.tensors.update(zip(self.names, item_tensors, strict=True))
-        bias = mask_to_bias(attention_mask, hidden_states.dtype)
+        bias = attention_bias(attention_mask, hidden_states.dtype, self.position_bias)
         for layer in self.layers:
             hidden_states = layer(hidden_states, bias)
         pooled = mean_pool(hidden_states, attention_mask)
@@ -117,13 +123,14 @@ class GroupedHead(nn.Module):
         self.names = adapter_input_names(head)
         self.tensors: dict[str, Tensor] = {}
         self.layers = _input_lora_layers(head, _GroupedLoRA, self.tensors)
+        self.position_bias = head.position_bias
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor, row_slot: Tensor,
                 *tables: Tensor) -> tuple[Tensor, Tensor]:
         self.tensors.clear()
         self.tensors.update(zip(self.names, tables, strict=True))
         self.tensors["row_slot"] = row_slot
-        bias = mask_to_bias(attention_mask, hidden_states.dtype)
+        bias = attention_bias(attention_mask, hidden_states.dtype, self.position_bias)
         for layer in self.layers:
             hidden_states = layer(hidden_states, bias)
         pooled = mean_pool(hidden_states, attention_mask)  # (rows, hidden)

