@@ -228,7 +228,7 @@ class MemberRuns:
         review_below = self.review_threshold(spec)
         evidence = self._evidence(spec, [int(c) for c in classes], pooled)
         scored: list[Scored] = []
-        listed = probabilities.tolist()  # Python floats once per item: numpy scalars per row cost ~5 us an answer
+        listed = probabilities.tolist()  # Python floats once per item, not numpy scalars per value
         members = spec.member_names
         for position, row in enumerate(rows):
             confidence = listed[position][classes[position]]

@@ -64,8 +64,8 @@ def package_dir(distribution: str) -> Path | None:
 class OnnxBackend:
     def __init__(self, settings: Settings, artifacts: Artifacts | None = None) -> None:
         self.settings = settings
-        self.fast = not settings.ensembles  # every ensemble item served by its first member alone
-        self.artifacts = artifacts or load_artifacts(settings.artifacts, self.fast)
+        self.tier = settings.serving_tier  # what each item serves (core.manifest.TIERS)
+        self.artifacts = artifacts or load_artifacts(settings.artifacts, self.tier)
         self.threads = settings.threads or os.cpu_count() or 1
         self.device = pick_device(settings.device)
         if self.device == "cuda" and hasattr(ort, "preload_dlls"):
@@ -144,7 +144,7 @@ class OnnxBackend:
         """Re-read the manifest; load and verify the item's newest exported version, then swap it in.
 
         Requests already holding the old version finish with it; the swap is one dict assignment."""
-        fresh = load_artifacts(self.artifacts.root, self.fast)
+        fresh = load_artifacts(self.artifacts.root, self.tier)
         if item_id not in fresh.items:
             raise UnknownItem(f"item {item_id!r} is not in the export manifest")
         return self._swap_in(fresh, fresh.items[item_id])
@@ -154,24 +154,25 @@ class OnnxBackend:
         (an ensemble goes back to an earlier ensemble, not to the single head a staged `make serve` served
         for a few seconds before it); only where there is none, the newest earlier version of any kind
         (the response's `members` and `combine` say what serves now)."""
-        fresh = load_artifacts(self.artifacts.root, self.fast)
+        fresh = load_artifacts(self.artifacts.root, self.tier)
         current = self.artifacts.items.get(item_id)
         older = [entry for entry in fresh.history(item_id) if current is None or entry["version"] != current.version]
         if not older:
             raise UnknownItem(f"item {item_id!r} has no earlier exported version to roll back to")
         kind = "single" if current is None else current.combine
-        same_kind = older if self.fast else [entry for entry in older if str(entry.get("combine", "single")) == kind]
-        return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, (same_kind or older)[0], fast=self.fast))
+        same_kind = older if self.tier == "fast" else [entry for entry in older
+                                                       if str(entry.get("combine", "single")) == kind]
+        return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, (same_kind or older)[0], tier=self.tier))
 
     def activate(self, item_id: str, version: str) -> ItemSpec:
         """Serve exactly `version` (current or in the manifest's history): another replica switched to it."""
-        fresh = load_artifacts(self.artifacts.root, self.fast)
+        fresh = load_artifacts(self.artifacts.root, self.tier)
         current = fresh.items.get(item_id)
         if current is not None and current.version == version:
             return self._swap_in(fresh, current)
         for entry in fresh.history(item_id):
             if str(entry["version"]) == version:
-                return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, entry, fast=self.fast))
+                return self._swap_in(fresh, item_spec(self.artifacts.root, item_id, entry, tier=self.tier))
         raise UnknownItem(f"item {item_id!r} has no exported version {version!r}")
 
     def _swap_in(self, fresh: Artifacts, spec: ItemSpec) -> ItemSpec:

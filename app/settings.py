@@ -60,9 +60,16 @@ class Settings(BaseSettings):
     # (no admin reload needed). Off by default: an explicit reload is the reviewed path.
     watch_artifacts_s: float = Field(0.0, ge=0)
     review_threshold: float | None = Field(None, ge=0, le=1)  # overrides every item's model-card value
-    # Ensemble items (several members combined, the accurate default) or, off, each served by its first
-    # member alone with that member's own decoding: the fast single-head mode (one trunk run per answer).
+    # What each item serves (export/tiers.py): accurate, its chosen ensemble (two trunk runs per answer on the
+    # shipped items); balanced, its best combination on one trunk run (heads of its own backbone and the
+    # lexical member); fast, its own adapter alone with that adapter's decoding (one trunk run, one head).
+    tier: Literal["fast", "balanced", "accurate"] = "accurate"
+    # Off: the fast tier whatever `tier` says (the switch this service had before tiers).
     ensembles: bool = True
+
+    @property
+    def serving_tier(self) -> str:
+        return self.tier if self.ensembles else "fast"
     # One batched head run per micro-batch for every item in it (core/grouped_head.py) instead of one run per
     # item. auto: on CUDA, where the per-item runs were the measured bottleneck (bench/results/gpu.json);
     # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = device_facts(device)
     result.update(device=machine["name"], machine=machine, onnxruntime=ort_facts(), errors=errors,
                   settings={"threads": args.threads, "max_batch_rows": 256, "sizes": asdict(sizes)})
-    source = load_artifacts(args.artifacts, fast=True)  # single heads, as the engine here serves them
+    source = load_artifacts(args.artifacts, tier="fast")  # single heads, as the engine here serves them
     reduced = reduced_precision(device)
     blocks: dict[str, dict[str, Any]] = {"fp32": {}, reduced: {}}
     try:

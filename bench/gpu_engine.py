@@ -65,7 +65,7 @@ def make_engine(folder: Path, device: Device, precision: Precision, threads: int
     """The engine over `folder`, warmed up, every head cached on first use and never evicted."""
     # Single heads (ensemble items by their first member, as SCORER_ENSEMBLES=false serves them): precisions
     # are compared head for head, and the golden logits are the heads' own.
-    artifacts = load_artifacts(folder, fast=True)
+    artifacts = load_artifacts(folder, tier="fast")
     facts: dict[str, object] = {}
     if precision != "fp32":
         artifacts, facts = with_variant(artifacts, precision)

@@ -48,7 +48,7 @@ def node_times(session: ort.InferenceSession) -> dict[str, float]:
 
 def profile(folder: Path, threads: int, batches: int = 12) -> dict[str, Any]:
     """The profile of `batches` mixed batches of 32 (see the module's docstring)."""
-    artifacts = load_artifacts(folder, fast=True)
+    artifacts = load_artifacts(folder, tier="fast")
     files = artifacts.backbones["minilm-en"]
     trunk_path = files.trunk_path
     assert files.adapter_head_path is not None

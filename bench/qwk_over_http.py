@@ -19,6 +19,30 @@ from training.asap import ASAP_ITEMS, load_asap_item
 from training.metrics import quadratic_weighted_kappa
 
 
+def test_rows() -> tuple[list[dict[str, object]], dict[str, list[int]]]:
+    """Every ASAP test answer as a /batch row (items interleaved, as a class set would be), and the truth."""
+    rows: list[dict[str, object]] = []
+    truth: dict[str, list[int]] = {}
+    for item_id in ASAP_ITEMS:
+        item = load_asap_item(item_id)
+        truth[item_id] = [score for _, score in item.test]
+        rows += [{"id": f"{item_id}:{n}", "item_id": item_id, "answer": text} for n, (text, _) in enumerate(item.test)]
+    rows.sort(key=lambda row: hash(row["id"]) % 997)
+    return rows, truth
+
+
+def score_over_http(url: str, rows: list[dict[str, object]], per_request: int) -> tuple[dict[str, int], float]:
+    """Row id -> served score, and the seconds the whole set took through POST /batch."""
+    started = time.perf_counter()
+    results: dict[str, int] = {}
+    with httpx.Client(timeout=600) as http:
+        for start in range(0, len(rows), per_request):
+            body = {"answers": rows[start : start + per_request]}
+            for result in http.post(f"{url}/batch", json=body).json()["results"]:
+                results[result["id"]] = result["score"]
+    return results, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -28,20 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="the service serves every item by its first member")
     args = parser.parse_args(argv)
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
-    rows, truth = [], {}
-    for item_id in ASAP_ITEMS:
-        item = load_asap_item(item_id)
-        truth[item_id] = [score for _, score in item.test]
-        rows += [{"id": f"{item_id}:{n}", "item_id": item_id, "answer": text} for n, (text, _) in enumerate(item.test)]
-    rows.sort(key=lambda row: hash(row["id"]) % 997)  # interleave items, as a class set would
-    started = time.perf_counter()
-    results: dict[str, int] = {}
-    with httpx.Client(timeout=300) as http:
-        for start in range(0, len(rows), args.rows_per_request):
-            body = {"answers": rows[start : start + args.rows_per_request]}
-            for result in http.post(f"{args.url}/batch", json=body).json()["results"]:
-                results[result["id"]] = result["score"]
-    seconds = time.perf_counter() - started
+    rows, truth = test_rows()
+    results, seconds = score_over_http(args.url, rows, args.rows_per_request)
     per_item: dict[str, dict[str, object]] = {}
     report: dict[str, object] = {"answers": len(rows), "seconds": round(seconds, 2), "fast": args.fast,
                                  "answers_per_second": round(len(rows) / seconds, 1), "items": per_item}

@@ -29,6 +29,8 @@ BACKBONE_KEYS = ("backbone", "trunk", "tokenizer", "adapter_head", "int8", "fp16
 HISTORY_KEPT = 5  # earlier exported versions per item, for rollback
 COMBINE_RULES = ("single", "mean_probabilities")
 LEXICAL_FORMAT = "lexical"  # a member that reads the answer's text (n-gram model), on no trunk
+# What a deployment serves per item (SCORER_TIER; export/tiers.py chooses the balanced combination).
+TIERS = ("fast", "balanced", "accurate")
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ class ItemSpec:
     def key(self) -> tuple[str, str]:
         return (self.item_id, self.version)
 
-    # Cached (the spec is frozen): the scorer asks for these several times per answer, and building the single
-    # member anew each time was ~10 us of every answer's host path (bench/host_path.py).
+    # Cached (the spec is frozen): the scorer asks for these several times per answer, and each ask built the
+    # single member anew (with the other host-path changes: 69 -> 54 us per answer, bench/host_path.py).
     @cached_property
     def serving_members(self) -> tuple[Member, ...]:
         """The members that score it: an ensemble's list, or the one member its own fields describe."""
@@ -172,11 +174,16 @@ def _member(root: Path, entry: dict[str, Any], default_backbone: dict[str, Any])
 
 
 def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[str, Any] | None = None,
-              fast: bool = False) -> ItemSpec:
-    """manifest: only needed for format-1 entries, which do not name their backbone. fast: an ensemble item
-    as its first member alone (the single-head mode), with that member's own decoding."""
-    if fast and "fast" in entry:
+              tier: str = "accurate") -> ItemSpec:
+    """manifest: only needed for format-1 entries, which do not name their backbone. tier (TIERS): `fast`, an
+    ensemble item as its first member alone with that member's own decoding; `balanced`, its one-trunk
+    combination where the export made one (else its accurate entry); `accurate`, the entry itself."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; one of {TIERS}")
+    if tier == "fast" and "fast" in entry:
         return item_spec(root, item_id, single_entry(entry), manifest)
+    if tier == "balanced" and "balanced" in entry.get("tiers", {}):
+        return item_spec(root, item_id, entry["tiers"]["balanced"], manifest)
     if not ITEM_ID.match(item_id):
         raise ValueError(f"manifest item id {item_id!r} is not a slug")
     default_backbone = (manifest or {}).get("backbone", {})
@@ -282,10 +289,10 @@ def item_versions(manifest: dict[str, Any]) -> dict[str, str]:
     return {item_id: str(entry["version"]) for item_id, entry in manifest.get("items", {}).items()}
 
 
-def load_artifacts(root: Path, fast: bool = False) -> Artifacts:
-    """fast: every ensemble item as its first member alone (SCORER_ENSEMBLES=off)."""
+def load_artifacts(root: Path, tier: str = "accurate") -> Artifacts:
+    """tier: what each item serves (item_spec); `fast`: every ensemble item as its first member alone."""
     manifest = read_manifest(root)
-    items = {item_id: item_spec(root, item_id, entry, manifest, fast) for item_id, entry in manifest["items"].items()}
+    items = {item_id: item_spec(root, item_id, entry, manifest, tier) for item_id, entry in manifest["items"].items()}
     backbones = {name: backbone_files(root, entry) for name, entry in backbone_entries(manifest).items()}
     pending = {item_id: dict(entry) for item_id, entry in manifest.get("pending", {}).items() if item_id not in items}
     return Artifacts(root, manifest, items, backbones, pending)

@@ -34,6 +34,7 @@ from core.manifest import (
 )
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, TextEncoder, load_session, trunk_head_logits
 from export.options import ExportOptions
+from export.tiers import balanced_ensemble, balanced_signatures, read_ensembles, tier_members
 from export.validate import ValidationError, forget_logits, recall_logits
 from training.ensemble_build import ENSEMBLE_FILE, ensemble_folder
 from training.metrics import quadratic_weighted_kappa
@@ -43,9 +44,10 @@ QWK_TOLERANCE = 0.01  # ONNX vs PyTorch logits differ by <= 1e-4: a handful of b
 
 
 def adapters_in_ensembles(adapters: Path) -> set[str]:
-    """The adapter keys some item's chosen ensemble names as members."""
-    return {str(member["adapter"]) for path in sorted((adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}"))
-            for member in json.loads(path.read_text())["members"] if member["kind"] == "adapter"}
+    """The adapter keys some item's chosen ensemble (or its balanced tier, export/tiers.py) names as members."""
+    chosen = {str(member["adapter"]) for path in sorted((adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}"))
+              for member in json.loads(path.read_text())["members"] if member["kind"] == "adapter"}
+    return chosen | tier_members(adapters)
 
 
 def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions,
@@ -60,8 +62,9 @@ def apply_ensembles(manifest: dict[str, Any], old: dict[str, Any], options: Expo
 
 
 def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions, texts_of: TextsOf) -> None:
-    for path in sorted((options.adapters / "ensembles").glob(f"*/{ENSEMBLE_FILE}")):
-        ensemble = json.loads(path.read_text())
+    ensembles = read_ensembles(options.adapters)
+    signatures = balanced_signatures(ensembles)
+    for ensemble in ensembles:
         item_id = str(ensemble["fast"]["adapter"])  # served under its first member's key (asap-01, x-e5)
         if len(ensemble["members"]) < 2 or item_id not in manifest["items"]:
             continue
@@ -71,15 +74,18 @@ def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions
             options.log(f"{item_id}: its ensemble was built on {ensemble['fast']['version']}, not "
                         f"{single['version']}; served by its own head until `training ensemble` rebuilds it")
             continue
-        missing = [f"{m['adapter']}@{m['version']}" for m in ensemble["members"] if m["kind"] == "adapter"
-                   and manifest["items"].get(m["adapter"], {}).get("version") != m["version"]]
+        missing = _missing(ensemble, manifest)
         if missing:
             options.log(f"{item_id}: served by its own head until {', '.join(missing)} are exported")
             continue
-        member_entries = [manifest["items"][m["adapter"]] if m["kind"] == "adapter" else m
-                          for m in ensemble["members"]]
+        member_entries = _member_entries(ensemble, manifest)
+        balanced = balanced_ensemble(ensemble, signatures)
+        if balanced is not None and _missing(balanced, manifest):
+            options.log(f"{item_id}: no balanced tier until {', '.join(_missing(balanced, manifest))} are exported")
+            balanced = None
         key = fingerprint({"ensemble": ensemble["fingerprint"], "single": single.get("key"),
-                           "members": [entry.get("key", entry.get("sha256")) for entry in member_entries]})
+                           "members": [entry.get("key", entry.get("sha256")) for entry in member_entries],
+                           "balanced": balanced["version"] if balanced is not None else None})
         previous = old.get("items", {}).get(item_id, {})
         if previous.get("key") == key and _files_present(options.out, previous) and (
                 options.validate == "golden" or previous.get("validation") == "full"
@@ -87,6 +93,9 @@ def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions
             manifest["items"][item_id] = {**previous, "fast": single}
             continue
         entry = _ensemble_entry(item_id, ensemble, member_entries, single, key, manifest, options, texts_of)
+        if balanced is not None:
+            entry["tiers"] = {"balanced": _ensemble_entry(item_id, balanced, _member_entries(balanced, manifest),
+                                                          single, key, manifest, options, texts_of)}
         manifest["items"][item_id] = entry
         if previous and previous.get("version") != entry["version"]:
             history = [previous, *manifest.get("history", {}).get(item_id, [])]
@@ -95,7 +104,18 @@ def _apply(manifest: dict[str, Any], old: dict[str, Any], options: ExportOptions
 
 
 def _files_present(out: Path, entry: dict[str, Any]) -> bool:
-    return all((out / member["file"]).is_file() for member in entry.get("members", []))
+    entries = [entry, *entry.get("tiers", {}).values()]
+    return all((out / member["file"]).is_file() for one in entries for member in one.get("members", []))
+
+
+def _member_entries(ensemble: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [manifest["items"][m["adapter"]] if m["kind"] == "adapter" else m for m in ensemble["members"]]
+
+
+def _missing(ensemble: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Its adapter members not exported at the version it names."""
+    return [f"{m['adapter']}@{m['version']}" for m in ensemble["members"] if m["kind"] == "adapter"
+            and manifest["items"].get(m["adapter"], {}).get("version") != m["version"]]
 
 
 def _lexical_member(item_id: str, folder: Path, member: dict[str, Any], options: ExportOptions) -> Member:

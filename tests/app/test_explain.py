@@ -96,3 +96,20 @@ def test_a_bad_index_costs_the_evidence_not_the_score(tiny_artifacts: Path, tmp_
         assert "evidence index not loaded" in running.log_path.read_text()
     finally:
         running.stop()
+
+
+def test_the_batched_head_graph_gives_the_same_evidence(server: Server, tiny_artifacts: Path, tmp_path: Path) -> None:
+    """SCORER_GROUPED_HEADS=on (the GPU's path, here on the CPU): pooled features from the batched graph."""
+    body = {"answers": [{"id": n, "item_id": "item-a", "answer": f"the mass went down {n}"} for n in range(6)],
+            "explain": True}
+    grouped = Server({"SCORER_ARTIFACTS": str(tiny_artifacts), "SCORER_GROUPED_HEADS": "on"}, tmp_path / "g.log")
+    try:
+        grouped.wait_ready()
+        batched = httpx.post(f"{grouped.url}/batch", json=body).json()["results"]
+    finally:
+        grouped.stop()
+    per_item = httpx.post(f"{server.url}/batch", json=body).json()["results"]
+    for one, other in zip(batched, per_item, strict=True):
+        assert [n["id"] for n in one["evidence"]["neighbours"]] == [n["id"] for n in other["evidence"]["neighbours"]]
+        assert [n["similarity"] for n in one["evidence"]["neighbours"]] == pytest.approx(
+            [n["similarity"] for n in other["evidence"]["neighbours"]], abs=1e-3)
