@@ -17,7 +17,7 @@ from typing import Any
 from core.item_ids import ITEM_ID
 from core.manifest import item_spec, single_entry
 from export.pipeline import ExportOptions, export_all
-from training.add_item import DEFAULT_COLUMNS, load_item_file
+from training.add_item import DEFAULT_COLUMNS, evidence_rows, load_item_file
 from training.artifacts import current_versions, restore_current
 from training.backbones import DEFAULT_BACKBONE, adapter_key, default_split_layer
 from training.candidates import (
@@ -107,7 +107,8 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     # Only the new item's backbones are exported, and only its own heads are checked in full: every other
     # head keeps its entry as it was (a `make serve` export checked them on their golden answers).
     manifest = export_all(ExportOptions(adapters, out, item_texts=texts, backbone=backbone_folder,
-                                        backbones=exported, recheck=frozenset([key, *members_now])))
+                                        backbones=exported, recheck=frozenset([key, *members_now]),
+                                        evidence_rows={item_id: evidence_rows(data, item, columns)}))
     entry, single = manifest["items"][key], single_entry(manifest["items"][key])
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
             "members": item_spec(out, key, entry, manifest).member_names,

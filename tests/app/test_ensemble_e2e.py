@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from app.errors import ItemUnavailable
 from app.onnx_backend import OnnxBackend
 from app.settings import Settings
 from tests.conftest import REPO, Server
+from training.asap import load_asap_item
 
 pytestmark = pytest.mark.slow
 ENSEMBLES = {path.parent.name: json.loads(path.read_text())
@@ -94,3 +96,31 @@ def test_rows_prepared_before_a_switch_are_scored_by_their_version(committed_art
     assert isinstance(scored, Scored) and scored.adapter_version == single.version, scored
     (now,) = score_now(backend, [AnswerRow(ITEM, ANSWER)])
     assert isinstance(now, Scored) and now.adapter_version == ensemble_version
+
+
+def test_explain_on_every_committed_item_and_endpoint(committed_server: Server) -> None:
+    """Every ASAP item (ensembles) and every E5 item (single heads) explains on /score, /batch and a job; test
+    answers are in no index, so no neighbour is the answer itself."""
+    url = committed_server.url
+    items = {item["item_id"]: item for item in httpx.get(f"{url}/items").json()}
+    explained = [item_id for item_id in items if not item_id.endswith(("-s14", "-r2"))]
+    assert len(explained) == 20
+    rows = []
+    for item_id in explained:
+        assert items[item_id]["evidence"]["answers"] > 1000 and items[item_id]["evidence"]["texts"] is False
+        answer = load_asap_item(item_id.removesuffix("-e5")).test[0][0]
+        single = httpx.post(f"{url}/score/{item_id}", json={"answer": answer, "explain": True}).json()
+        evidence = single["evidence"]
+        assert evidence["member"] == items[item_id]["evidence"]["member"] == items[item_id]["members"][0]
+        assert len(evidence["neighbours"]) == 5 and max(n["similarity"] for n in evidence["neighbours"]) < 0.9999
+        assert {n["score"] for n in evidence["nearest_by_score"]} == set(range(items[item_id]["score_range"][1] + 1))
+        rows.append({"id": item_id, "item_id": item_id, "answer": answer})
+    batch = {row["id"]: row for row in httpx.post(f"{url}/batch", json={"answers": rows, "explain": True}).json()[
+        "results"]}
+    job_id = httpx.post(f"{url}/jobs", json={"answers": rows, "explain": True}).json()["job_id"]
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(f"{url}/jobs/{job_id}").json())["status"] != "done":
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline
+        time.sleep(0.3)
+    for row in job["results"]:
+        assert row["evidence"] == batch[row["id"]]["evidence"] and row["score"] == batch[row["id"]]["score"]

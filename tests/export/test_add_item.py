@@ -56,6 +56,11 @@ def test_add_item_then_served(tiny_backbone: Path, tmp_path: Path) -> None:
         scored = httpx.post(f"{server.url}/score/acid-rain-2", json={"answer": "acid rain dissolves marble"}).json()
         assert scored["adapter_version"] == summary["version"] and len(scored["probabilities"]) == 4
         assert scored["members"] == summary["members"]
+        # Its evidence: the file's training and validation answers, named by their row in the file.
+        explained = httpx.post(f"{server.url}/score/acid-rain-2",
+                               json={"answer": "acid rain dissolves marble", "explain": True}).json()["evidence"]
+        assert all(n["id"].startswith("row ") and int(n["id"][4:]) >= 2 for n in explained["neighbours"])
+        assert entry["evidence"]["answers"] == summary["sizes"]["train"] + summary["sizes"]["validation"]  # type: ignore[index]
     finally:
         server.stop()
 
