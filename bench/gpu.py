@@ -2,7 +2,8 @@
 
 The service's own engine (app.onnx_backend.OnnxBackend, Settings device="cuda") at fp32 and at the device's
 reduced precision (fp16 on CUDA; int8 on CPU, where it was exported): throughput on mixed-item batches of
-256 and 32, sequential single answers, single answers whose head is not cached, memory with 27 and 1000
+256 and 32, each cost tier's answers/s with the host µs per row and the device-busy fraction (bench/gpu_tiers.py),
+sequential single answers, single answers whose head is not cached, memory with 27 and 1000
 items resident (fresh processes), logits against a CPU fp32 session on every item's golden answers, and
 per-item QWK on the ASAP validation and test answers. Under 5 minutes on one GPU (`make gpu-check`).
 
@@ -29,6 +30,7 @@ from bench.gpu_measure import asap_answers, golden_outputs
 from bench.gpu_memory import memory_with
 from bench.gpu_report import assemble, table
 from bench.gpu_steps import FULL, SMOKE, attempt, measure_precision
+from bench.gpu_tiers import mixed_rows, tier_figures
 from bench.workload import load_workload
 from core.manifest import load_artifacts
 
@@ -80,6 +82,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     other = "off" if device == "cuda" else "on"
     for precision in precisions:
         blocks[f"{precision}_grouped_{other}"] = measure(f"{precision}_grouped_{other}", precision, grouped=other)
+    # Per cost tier (ensembles included): answers/s, host µs per row and device-busy fraction at batch 256 and 32.
+    result["tiers"] = attempt(errors, "tiers", partial(tier_figures, args.artifacts, device, args.threads,
+                                                      mixed_rows(sizes.tier_rows)))
     if device == "cuda":  # the service runs fp32 without TF32 (core.onnx_runtime.providers); what TF32 would give
         with cuda_provider_options({"use_tf32": "1"}):
             blocks["fp32_tf32_on"] = measure("fp32_tf32_on", "fp32")

@@ -108,5 +108,9 @@ def table(result: dict[str, Any]) -> str:
         if mean:
             lines.append(f"{precision} mean QWK change vs fp32 on the device: "
                          + ", ".join(f"{split} {value:+.4f}" for split, value in mean.items()))
+    for tier, batches in (result.get("tiers") or {}).items():  # fp32 engines, ensembles included
+        lines.append(f"tier {tier:9}" + "; ".join(
+            f"batch {batch[1:]}: {f['answers_per_s']:,.0f} answers/s, host {f['host_us_per_row']:.0f} us/row, "
+            f"device busy {f['device_busy_fraction']:.0%}" for batch, f in batches.items()))
     lines += [f"ERROR {error}" for error in result["errors"]]
     return "\n".join(lines)

@@ -29,10 +29,11 @@ class Sizes:
     qwk_answers: int | None  # per item and split; None: all
     memory_ns: tuple[int, ...]
     memory_batch: int  # the mixed batch each memory process scores after loading its items
+    tier_rows: int  # ASAP test answers per tier and batch size (bench/gpu_tiers.py)
 
 
-FULL = Sizes(60, 200, 1000, 200, ("validation", "test"), None, None, (27, 1000), 256)
-SMOKE = Sizes(1, 2, 10, 5, ("validation",), 2, 32, (27,), 32)
+FULL = Sizes(60, 200, 1000, 200, ("validation", "test"), None, None, (27, 1000), 256, 4096)
+SMOKE = Sizes(1, 2, 10, 5, ("validation",), 2, 32, (27,), 32, 64)
 
 
 def attempt(errors: list[str], label: str, action: Callable[[], T]) -> T | None:

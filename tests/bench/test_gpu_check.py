@@ -67,6 +67,12 @@ def test_cpu_smoke_writes_every_field(exported: Path, tmp_path: Path, capsys: py
     assert result["fp16_qwk_change_vs_fp32"] is None and result["fp16_mean_qwk_change_vs_fp32"] is None
     assert set(result["goals"]) == {"answers_per_s_b256", "p99_single_ms", "max_abs_logit_diff_vs_cpu"}
 
+    for tier in ("fast", "balanced", "accurate"):  # host path and device share per tier (CPU: all host + ORT)
+        for batch in ("b256", "b32"):
+            figures = result["tiers"][tier][batch]
+            assert figures["answers_per_s"] > 0 and figures["host_us_per_row"] > 0
+            assert 0 < figures["device_busy_fraction"] < 1
+
     fp32, int8 = result["by_precision"]["fp32"], result["by_precision"]["int8"]
     assert fp32["qwk"] and all(-1 <= value <= 1 for splits in fp32["qwk"].values() for value in splits.values())
     assert int8["qwk"] and set(int8["qwk"]) <= set(fp32["qwk"])  # items of backbones without int8 are left out

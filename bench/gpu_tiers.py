@@ -1,0 +1,48 @@
+"""The GPU check's host-path and tier figures: for each cost tier (SCORER_TIER) the service's engine on the
+device, ASAP answers of every item mixed in batches of 256 and of 32, stage by stage as bench/host_path.py times
+them. Per tier and batch: answers/s, host µs per row (everything but ONNX Runtime's runs) and the device-busy
+fraction (time inside the runs ÷ wall time: runs are synchronous, so it is the share the device and its copies
+take; the rest is the host the device waits for)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.backend import AnswerRow
+from app.onnx_backend import OnnxBackend
+from app.settings import Settings
+from bench.gpu_engine import Device
+from bench.host_path import measure
+from core.manifest import TIERS
+from training.asap import ASAP_ITEMS, load_asap_item
+
+BATCHES = (256, 32)
+
+
+def mixed_rows(count: int) -> list[AnswerRow]:
+    """ASAP test answers of every item, interleaved (a class set across items)."""
+    rows = [AnswerRow(item_id, text) for item_id in ASAP_ITEMS for text, _ in load_asap_item(item_id).test]
+    rows.sort(key=lambda row: hash(row.text) % 997)
+    return rows[:count]
+
+
+def tier_figures(artifacts: Path, device: Device, threads: int, rows: list[AnswerRow]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for tier in TIERS:
+        settings = Settings(artifacts=artifacts, device=device, threads=threads, tier=tier,
+                            cache_bytes=1 << 40, max_batch_rows=max(BATCHES), duplicate_cache_entries=0)
+        backend = OnnxBackend(settings)
+        backend.warm_up()
+        measure(backend, rows[: max(BATCHES)], max(BATCHES))  # every member loaded and checked once
+        figures[tier] = {}
+        for batch in BATCHES:
+            stages = measure(backend, rows, batch)
+            wall = sum(stages.values())
+            host = wall - stages["model"]
+            figures[tier][f"b{batch}"] = {"answers_per_s": round(len(rows) / wall, 1),
+                                          "host_us_per_row": round(host / len(rows) * 1e6, 1),
+                                          "device_busy_fraction": round(stages["model"] / wall, 3),
+                                          "us_per_row": {k: round(v / len(rows) * 1e6, 1) for k, v in stages.items()}}
+        del backend
+    return figures
