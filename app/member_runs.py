@@ -42,13 +42,18 @@ def evidence_member(spec: ItemSpec) -> int | None:
     return sources.index(spec.evidence.member) if spec.evidence.member in sources else None
 
 
-def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk]) -> None:
+def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk],
+             planned: dict[tuple[str, str], frozenset[str]] | None = None) -> None:
     """Raises the row's error when some member cannot run (trunk missing, or tokens prepared for an older
-    version of the item that had other members)."""
-    require_trunks(spec, trunks)
-    first = spec.backbones[0]
-    prepared_for = set(row.others) | {first} | ({LEXICAL_FORMAT} if row.text is not None else set())
-    needed = {member.backbone if member.on_trunk else LEXICAL_FORMAT for member in spec.serving_members}
+    version of the item that had other members). `planned`: the item versions already checked in this call,
+    with the inputs their members need (one check per item version, not per row)."""
+    needed = planned.get(spec.key) if planned is not None else None
+    if needed is None:
+        require_trunks(spec, trunks)
+        needed = frozenset(member.backbone if member.on_trunk else LEXICAL_FORMAT for member in spec.serving_members)
+        if planned is not None:
+            planned[spec.key] = needed
+    prepared_for = {*row.others, spec.backbones[0], *((LEXICAL_FORMAT,) if row.text is not None else ())}
     if not needed <= prepared_for:
         raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
 
@@ -113,13 +118,14 @@ class MemberRuns:
         specs: dict[int, ItemSpec] = {}  # the version each row is scored with, fixed here (reloads swap items)
         on_trunk: dict[str, list[tuple[int, int]]] = defaultdict(list)  # backbone -> (row, member index)
         on_text: list[tuple[int, int]] = []
+        planned: dict[tuple[str, str], frozenset[str]] = {}
         for index, row in enumerate(rows):
             spec = row.spec or items.get(row.item_id)  # the version it was prepared for finishes it
             if spec is None:  # gone since its rows were prepared (reload)
                 outcomes[index] = UnknownItem(f"unknown item {row.item_id!r}")
                 continue
             try:
-                plan_row(spec, row, self.trunks)
+                plan_row(spec, row, self.trunks, planned)
             except ScoringError as error:
                 outcomes[index] = error
                 continue

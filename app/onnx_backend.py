@@ -219,15 +219,20 @@ class OnnxBackend:
         prepared: dict[int, PreparedRow | ScoringError] = {}
         wanted: dict[str, list[int]] = defaultdict(list)  # backbone -> rows that need its tokens
         specs: dict[int, ItemSpec] = {}
+        refused: dict[tuple[str, str], ScoringError | None] = {}  # one trunk check per item version in the call
         for index, (item_id, _) in enumerate(rows):
             spec = self.artifacts.items.get(item_id)
             if spec is None:
                 prepared[index] = UnknownItem(f"unknown item {item_id!r}")
                 continue
-            try:
-                require_trunks(spec, self.trunks)
-            except ScoringError as error:
-                prepared[index] = error
+            if spec.key not in refused:
+                try:
+                    require_trunks(spec, self.trunks)
+                    refused[spec.key] = None
+                except ScoringError as exc:
+                    refused[spec.key] = exc
+            if (refusal := refused[spec.key]) is not None:
+                prepared[index] = refusal
                 continue
             specs[index] = spec
             for backbone in spec.backbones:
@@ -241,7 +246,7 @@ class OnnxBackend:
         for index, spec in specs.items():
             first, *others = spec.backbones
             encoded = tokens[index][first]
-            reads_text = any(not member.on_trunk for member in spec.serving_members)
+            reads_text = not all(member.on_trunk for member in spec.serving_members)
             prepared[index] = (PreparedRow(spec.item_id, encoded, {name: tokens[index][name] for name in others},
                                            rows[index][1] if reads_text else None, spec)
                                if encoded.readable_tokens else
