@@ -13,7 +13,7 @@ from studies.report_ensembles import ensemble_section, read_ensembles
 from studies.report_levers import domain_section, levers_section, weights_section
 from studies.report_pilots import domain_members_section, mpnet_section, shape_section
 from studies.report_plots import plot_confusions, plot_curves, plot_qwk
-from studies.report_tiers import tiers_section
+from studies.report_tiers import evidence_section, tiers_section
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
 
@@ -198,6 +198,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
         ensemble_section(items, adapters, REPO / "bench" / "results"), tiers_section(REPO / "bench" / "results"),
+        evidence_section(REPO / "bench" / "results"),
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
         weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),
         shape_section(out), _time_section(items),

@@ -28,3 +28,24 @@ def tiers_section(results: Path) -> list[str]:
             "answer through `POST /batch`; QWK by our own client. What each tier serves (export/tiers.py, chosen on "
             "validation): " + "; ".join(f"{name}: {members[name]}" for name in names) + ".", "",
             *_table(["item", *names], rows)]
+
+
+def evidence_section(results: Path) -> list[str]:
+    """bench/results/evidence.json (`python -m bench.evidence`): how far the evidence behind `explain` goes."""
+    path = results / "evidence.json"
+    if not path.is_file():
+        return []
+    evidence = json.loads(path.read_text())
+    keys = ("neighbours_agree_with_served", "neighbours_agree_with_human", "served_agrees_with_human",
+            "qwk_served", "qwk_neighbours", "flagged_share", "accuracy_flagged", "accuracy_unflagged")
+    rows = [[item_id, *[_fmt(figures[key]) for key in keys]] for item_id, figures in evidence["items"].items()]
+    rows.append(["**mean**", *[f"**{_fmt(evidence['mean'][key])}**" for key in keys]])
+    speed = evidence["answers_per_second"]
+    return ["## Evidence (explain)", "",
+            "`python -m bench.evidence`: every ASAP test answer (in no index) through `POST /batch` with `explain`; "
+            "the neighbours' majority score against the served and the human score, the neighbours alone as a "
+            "scorer, and how right the served score is on the answers flagged `neighbours_disagree` and on the "
+            f"rest. explain costs {evidence['explain_cost']:.1%} ({speed['explain']} against {speed['plain']} "
+            "answers/s on the same requests).", "",
+            *_table(["item", "nbrs = served", "nbrs = human", "served = human", "QWK served", "QWK nbrs",
+                     "flagged", "right when flagged", "right otherwise"], rows)]
