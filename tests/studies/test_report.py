@@ -127,3 +127,17 @@ def test_an_extra_member_of_the_default_backbone_is_a_column_not_an_item(tmp_pat
     assert "minilm-en/r2 QWK" in markdown and "trained on both raters' scores" in markdown
     assert "mean validation-QWK difference +0.040; mean test-QWK difference (minilm-en/r2 − minilm-en) -0.020" \
         in markdown
+
+
+def test_tier_and_evidence_sections_show_the_bench_files(tmp_path: Path) -> None:
+    import json
+
+    from studies.report_tiers import evidence_section, tiers_section
+
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    tiers = json.loads((results / "tiers.json").read_text())["tiers"]
+    text = "\n".join(tiers_section(results))
+    assert all(f"**{tiers[name]['mean_qwk']:.3f}**" in text for name in ("fast", "balanced", "accurate"))
+    evidence = json.loads((results / "evidence.json").read_text())
+    assert f"**{evidence['mean']['qwk_neighbours']:.3f}**" in "\n".join(evidence_section(results))
+    assert tiers_section(tmp_path) == [] and evidence_section(tmp_path) == []  # no bench files: no section
