@@ -63,18 +63,3 @@ def test_buckets_match_transformers() -> None:
     relative = positions[None, :] - positions[:, None]
     expected = MPNetEncoder.relative_position_bucket(relative, num_buckets=32)
     assert torch.equal(relative_position_bucket(relative, 32), expected)
-
-
-def test_exporter_refuses_a_relative_bias_backbone(tiny_mpnet: Path, tmp_path: Path) -> None:
-    from export.pipeline import ExportOptions, export_all
-    from export.validate import ValidationError
-    from tests.conftest import tiny_item
-    from training.pipeline import train_adapter
-    from training.trainer import TrainConfig
-
-    adapters = tmp_path / "adapters"
-    train_adapter(tiny_item(), adapters, TrainConfig(split_layer=2, max_epochs=1, batch_size=8), str(tiny_mpnet))
-    options = ExportOptions(adapters, tmp_path / "onnx", "ort-adapter", backbone=str(tiny_mpnet),
-                            log=lambda _: None)  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="relative-position"):
-        export_all(options)
