@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also build the batched head graph (every item's rows in one run; served on CUDA)")
     parser.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=True,
                         help="also build each item's evidence index (its training answers in its head's features; "
-                             "`explain` on the API) where the item's data is at hand")
+                             "`explain` on the API) where the item's data is at hand; --no-evidence builds none "
+                             "(indexes built before for the same heads are kept)")
     parser.add_argument("--evidence-texts", action="store_true",
                         help="store the evidence answers' texts too (student answers: personal data; default ids "
                              "and scores only)")

@@ -13,7 +13,7 @@ from core.fingerprints import file_sha256, fingerprint
 from core.manifest import HISTORY_KEPT, backbone_entries
 from core.onnx_runtime import load_session
 from export import graphs
-from export.evidence import evidence_fingerprint
+from export.evidence import evidence_fingerprint, evidence_rows
 from export.fused import fused_variant
 from export.grouped import check_grouped_head
 from export.item import export_item
@@ -73,12 +73,15 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
 
     tokenizer = load_tokenizer(backbone.path, max_length)
     for item_id, record in tqdm(records.items(), desc=f"{name} heads", unit="item"):
+        previous = old_items.get(item_id, {})
+        rows = evidence_rows(record, options) if options.evidence else []
+        # No rows at hand (--no-evidence, or the data is elsewhere): the index built before for this head stays.
+        evidence_key = evidence_fingerprint(rows, options) or (previous.get("evidence") or {}).get("key")
         item_key = fingerprint({"trunk": trunk_key, "format": options.head_format,
                          "adapter": file_sha256(record.folder / "adapter.safetensors"),
                          "config": record.config.get("fingerprint"), "version": record.version,
                          "head_graph": entry.get("adapter_head", {}).get("key"), "outputs": graphs.HEAD_OUTPUTS,
-                         "evidence": evidence_fingerprint(record, options)})
-        previous = old_items.get(item_id, {})
+                         "evidence": evidence_key})
         checked_enough = (options.validate == "golden" or previous.get("validation", "full") == "full"
                           or (options.recheck is not None and item_id not in options.recheck))
         if previous.get("key") == item_key and (out / previous["file"]).is_file() and checked_enough:
@@ -86,7 +89,9 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
             continue
         fresh.add(item_id)
         manifest["items"][item_id] = export_item(record, name, backbone, weights, tokenizer, trunk, shared_head,
-                                                 item_key, options)
+                                                 item_key, options, rows)
+        if not rows and previous.get("key") == item_key and previous.get("evidence"):
+            manifest["items"][item_id]["evidence"] = previous["evidence"]  # the same head, checked again
         # Earlier exported versions stay listed (and their files stay) so the service can roll back.
         history = [h for h in old.get("history", {}).get(item_id, []) if h["version"] != record.version]
         if previous and previous.get("version") != record.version:

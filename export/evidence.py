@@ -46,21 +46,22 @@ def evidence_rows(record: AdapterRecord, options: ExportOptions) -> list[Evidenc
                 for row in csv.DictReader(handle) if row["split"] == "train"]
 
 
-def evidence_fingerprint(record: AdapterRecord, options: ExportOptions) -> str | None:
-    """Part of an item head's export key: a change of its evidence rows or of the texts flag re-exports it."""
-    if not options.evidence:
+def evidence_fingerprint(rows: list[EvidenceRow], options: ExportOptions) -> str | None:
+    """Part of an item head's export key: a change of its evidence rows or of the texts flag re-exports it.
+    None where there is nothing to build (no rows at hand, or --no-evidence): the export then keeps the index
+    an earlier export built for the same head (export/backbone.py), rather than dropping it."""
+    if not rows:
         return None
-    rows = evidence_rows(record, options)
     digest = hashlib.sha256()
     for row_id, text, score in rows:
         digest.update(f"{row_id}\x00{text}\x00{score}\x01".encode("utf-8", "surrogatepass"))
-    return f"{EVIDENCE_FORMAT}:{options.evidence_texts}:{digest.hexdigest()[:16]}" if rows else None
+    return f"{EVIDENCE_FORMAT}:{options.evidence_texts}:{digest.hexdigest()[:16]}"
 
 
-def build_evidence(record: AdapterRecord, tokenizer: Any, prefix: str, trunk: ort.InferenceSession,
-                   head: HeadRunner, options: ExportOptions) -> dict[str, Any] | None:
-    """Writes items/<id>/<version>.evidence.npz; returns its manifest entry (None: no rows or disabled)."""
-    rows = evidence_rows(record, options) if options.evidence else []
+def build_evidence(record: AdapterRecord, rows: list[EvidenceRow], tokenizer: Any, prefix: str,
+                   trunk: ort.InferenceSession, head: HeadRunner, options: ExportOptions) -> dict[str, Any] | None:
+    """Writes items/<id>/<version>.evidence.npz from `rows` (evidence_rows); returns its manifest entry (None:
+    no rows)."""
     if not rows:
         return None
     _, pooled = trunk_head_outputs(trunk, head, encode_texts(tokenizer, [text for _, text, _ in rows], prefix),
@@ -72,4 +73,4 @@ def build_evidence(record: AdapterRecord, tokenizer: Any, prefix: str, trunk: or
                 [text for _, text, _ in rows] if options.evidence_texts else None)
     return {"file": str(path.relative_to(options.out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
             "answers": len(rows), "member": f"{record.item_id}@{record.version}", "texts": options.evidence_texts,
-            "format": EVIDENCE_FORMAT}
+            "format": EVIDENCE_FORMAT, "key": evidence_fingerprint(rows, options)}

@@ -11,7 +11,7 @@ from core.fingerprints import file_sha256
 from core.manifest import Member, item_entry
 from core.onnx_runtime import AdapterHead, HeadRunner, MergedHead, trunk_head_logits
 from export import graphs
-from export.evidence import build_evidence
+from export.evidence import EvidenceRow, build_evidence
 from export.options import EXPORTER_VERSION, GOLDEN_COUNT, ExportOptions, item_texts
 from export.validate import compare, qwk_of, remember_logits, require_match, torch_logits
 from training.artifacts import AdapterRecord, adapter_model
@@ -22,7 +22,7 @@ from training.tokenize import encode_texts
 
 def export_item(record: AdapterRecord, backbone_name: str, backbone: ResolvedBackbone, weights: Any,
                 tokenizer: Any, trunk: ort.InferenceSession, shared_head: ort.InferenceSession | None, item_key: str,
-                options: ExportOptions) -> dict[str, Any]:
+                options: ExportOptions, evidence_rows: list[EvidenceRow] | None = None) -> dict[str, Any]:
     config = record.config
     model = adapter_model(record, backbone.path, weights)
     folder = options.out / "items" / record.item_id
@@ -71,7 +71,7 @@ def export_item(record: AdapterRecord, backbone_name: str, backbone: ResolvedBac
     golden_check = compare(golden_logits, trunk_head_logits(trunk, head, golden_rows), thresholds)
     require_match(f"{record.item_id} golden", golden_check)
     worst = max(worst, golden_check.max_abs_logit_diff)
-    evidence = build_evidence(record, tokenizer, prefix, trunk, head, options)
+    evidence = build_evidence(record, evidence_rows or [], tokenizer, prefix, trunk, head, options)
     metrics = record.metrics
     member = Member(backbone_name, backbone.weights_sha256, "ort-adapter" if shared_head is not None else "merged",
                     path, file_sha256(path), path.stat().st_size)

@@ -26,6 +26,10 @@ def test_texts_versions_and_rollback(tiny_backbone: Path, tmp_path: Path) -> Non
     export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None, evidence_rows=rows,
                              evidence_texts=True, validate="golden"))
     first = load_artifacts(out).items["item-a"]
+    for again in ({"evidence": False}, {}):  # --no-evidence, or an export without the item's data: kept, not rebuilt
+        export_all(ExportOptions(adapters, out, backbone=str(tiny_backbone), log=lambda _: None, validate="golden",
+                                 evidence_texts=True, **again))  # type: ignore[arg-type]
+        assert load_artifacts(out).items["item-a"].evidence == first.evidence
     assert first.evidence is not None and first.evidence.texts and first.evidence.path.name == "v1.evidence.npz"
     index = EvidenceIndex(first.evidence)
     texts = {row_id: text for row_id, text, _ in rows["item-a"]}
