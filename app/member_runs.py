@@ -167,8 +167,9 @@ class MemberRuns:
                     continue  # an earlier member of these rows failed: they carry its error
                 indices = [chunk[position] for position in positions]
                 spec = specs[indices[0]]
-                explained = ([index for index in indices if rows[index].explain]
-                             if member_index == evidence_member(spec) else [])
+                explained = [index for index in indices if rows[index].explain]
+                if explained and member_index != evidence_member(spec):
+                    explained = []
                 started = time.perf_counter()
                 try:
                     head = self.cache.get(spec, member_index)

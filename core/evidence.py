@@ -77,7 +77,8 @@ class EvidenceIndex:
         if len(self.ids) != self.unit.shape[0] or len(self.scores) != self.unit.shape[0]:
             raise ValueError(f"{file.path.name}: vectors, ids and scores differ in length")
         self.file = file
-        self.nbytes = int(self.unit.nbytes + self.scores.nbytes) + sum(len(i) for i in self.ids)
+        # Each score point's answers, found once here rather than per explained answer.
+        self.by_score = [np.flatnonzero(self.scores == index) for index in range(int(self.scores.max(initial=0)) + 1)]
 
     @property
     def dim(self) -> int:
@@ -103,8 +104,7 @@ class EvidenceIndex:
         votes += np.bincount(self.scores[order], weights=similarity[order], minlength=len(labels)) * 1e-3
         majority = int(np.argmax(votes))
         by_score = []
-        for class_index in range(len(labels)):
-            members = np.flatnonzero(self.scores == class_index)
+        for members in self.by_score:
             if members.size:
                 best = int(members[np.argmax(similarity[members])])
                 by_score.append(self._answer(best, similarity, labels))
