@@ -66,10 +66,6 @@ class Settings(BaseSettings):
     tier: Literal["fast", "balanced", "accurate"] = "accurate"
     # Off: the fast tier whatever `tier` says (the switch this service had before tiers).
     ensembles: bool = True
-
-    @property
-    def serving_tier(self) -> str:
-        return self.tier if self.ensembles else "fast"
     # One batched head run per micro-batch for every item in it (core/grouped_head.py) instead of one run per
     # item. auto: on CUDA, where the per-item runs were the measured bottleneck (bench/results/gpu.json);
     # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.
@@ -96,6 +92,11 @@ class Settings(BaseSettings):
         if not all(SHA256_HEX.fullmatch(digest) for digest in digests):
             raise ValueError("API keys are configured as hex SHA-256 digests (64 hex characters), not as keys")
         return [digest.lower() for digest in digests]
+
+    @property
+    def serving_tier(self) -> str:
+        """`tier`, unless SCORER_ENSEMBLES=false asks for the fast tier."""
+        return self.tier if self.ensembles else "fast"
 
 
 @lru_cache

@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.qwk_over_http import score_over_http, test_rows
 from bench.server import Server
-from core.manifest import TIERS, item_spec, read_manifest
+from core.manifest import TIERS, item_spec, read_manifest, tier_entry
 from training.metrics import quadratic_weighted_kappa
 
 
@@ -27,14 +27,6 @@ def _recorded(entry: dict[str, Any]) -> float | None:
     """The test QWK the exporter measured through ONNX Runtime for this entry (full validation only)."""
     qwk = entry.get("qwk", {}).get("test", {}).get("qwk_onnx")
     return float(qwk) if qwk is not None else None
-
-
-def _served_entry(entry: dict[str, Any], tier: str) -> dict[str, Any]:
-    if tier == "fast":
-        return dict(entry.get("fast", entry))
-    if tier == "balanced":
-        return dict(entry.get("tiers", {}).get("balanced", entry))
-    return entry
 
 
 def measure_tier(artifacts: Path, tier: str, rows: list[dict[str, Any]], truth: dict[str, list[int]],
@@ -51,7 +43,7 @@ def measure_tier(artifacts: Path, tier: str, rows: list[dict[str, Any]], truth: 
         server.stop()
     items: dict[str, Any] = {}
     for item_id, scores in truth.items():
-        entry = _served_entry(manifest["items"][item_id], tier)
+        entry = tier_entry(manifest["items"][item_id], tier)
         spec = item_spec(artifacts, item_id, manifest["items"][item_id], manifest, tier)
         predicted = [served[f"{item_id}:{n}"] for n in range(len(scores))]
         qwk = quadratic_weighted_kappa(scores, predicted, spec.labels)

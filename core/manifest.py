@@ -178,12 +178,8 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
     """manifest: only needed for format-1 entries, which do not name their backbone. tier (TIERS): `fast`, an
     ensemble item as its first member alone with that member's own decoding; `balanced`, its one-trunk
     combination where the export made one (else its accurate entry); `accurate`, the entry itself."""
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}; one of {TIERS}")
-    if tier == "fast" and "fast" in entry:
-        return item_spec(root, item_id, single_entry(entry), manifest)
-    if tier == "balanced" and "balanced" in entry.get("tiers", {}):
-        return item_spec(root, item_id, entry["tiers"]["balanced"], manifest)
+    if (served := tier_entry(entry, tier)) is not entry:
+        return item_spec(root, item_id, served, manifest)
     if not ITEM_ID.match(item_id):
         raise ValueError(f"manifest item id {item_id!r} is not a slug")
     default_backbone = (manifest or {}).get("backbone", {})
@@ -202,6 +198,18 @@ def item_spec(root: Path, item_id: str, entry: dict[str, Any], manifest: dict[st
         backbone=first.backbone, backbone_sha256=first.backbone_sha256,
         members=members if len(members) > 1 else (), combine=combine, evidence=_evidence(root, entry.get("evidence")),
     )
+
+
+def tier_entry(entry: dict[str, Any], tier: str) -> dict[str, Any]:
+    """The part of an item's entry that a tier serves (the entry itself where the tier has nothing of its own)."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; one of {TIERS}")
+    if tier == "fast":
+        return single_entry(entry)
+    if tier == "balanced":
+        served: dict[str, Any] = entry.get("tiers", {}).get("balanced", entry)
+        return served
+    return entry
 
 
 def _evidence(root: Path, entry: dict[str, Any] | None) -> EvidenceFile | None:
