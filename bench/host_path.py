@@ -5,33 +5,29 @@ heads: the GPU goal's configuration) in process, stage by stage as the service d
 answer summary (`prepare`), duplicate-cache keys, the scorer (`score_prepared`: grouping, padding, head
 dispatch, decoding, result objects) and the response (result rows, validation by the response model, JSON).
 Every ONNX Runtime `run` is timed and taken out: what is left is host time, the ceiling a GPU cannot lift
-(at 40 us per row one core feeds 25,000 answers/s). One core: ORT, the tokenizer's Rayon pool and BLAS are held
+(at 40 us per row one core feeds 25,000 answers/s). One core: ORT and the tokenizer's Rayon pool are held
 to one thread (a GPU host has cores to spare, but the goal is per core)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-for _name in ("RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")  # before tokenizers / numpy start their pools
+import onnxruntime as ort
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import onnxruntime as ort  # noqa: E402
-
-from app.backend import AnswerRow, PreparedRow  # noqa: E402
-from app.duplicate_cache import cache_key  # noqa: E402
-from app.onnx_backend import OnnxBackend  # noqa: E402
-from app.schemas import BatchResponse  # noqa: E402
-from app.scoring import row_result  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from training.asap import ASAP_ITEMS, load_asap_item  # noqa: E402
+from app.backend import AnswerRow, PreparedRow
+from app.duplicate_cache import cache_key
+from app.onnx_backend import OnnxBackend
+from app.schemas import BatchResponse
+from app.scoring import row_result
+from app.settings import Settings
+from training.asap import ASAP_ITEMS, load_asap_item
 
 GOAL_US = 40.0
 
@@ -101,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--out", default="bench/results/host_path.json", type=Path)
     args = parser.parse_args(argv)
+    # One core: the tokenizer's Rayon pool starts at its first batch, so this holds it to one thread; ORT's
+    # threads are the settings' (a test importing this module keeps its own pools).
+    for name in ("RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"):
+        os.environ.setdefault(name, "1")
     settings = Settings(artifacts=args.artifacts, ensembles=False, threads=1, duplicate_cache_entries=0)
     backend = OnnxBackend(settings)
     backend.warm_up()
