@@ -113,7 +113,7 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
             "members": item_spec(out, key, entry, manifest).member_names,
             "score_range": str(item.score_range),
-            "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "class_weighted", "decoding")},
+            "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "batch_size", "class_weighted", "decoding")},
             "choice": _choice_summary(ensemble),
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"],

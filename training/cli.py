@@ -99,6 +99,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     """Each item's ensemble of its adapters (+ the lexical member), chosen on validation -> adapters/ensembles/."""
     from tqdm import tqdm
 
+    from training.choice_uncertainty import decision_table, pooled_decision
     from training.ensemble_build import apply_choice, build_ensemble, pooled_choice, write_ensemble
 
     adapters = Path(args.adapters)
@@ -111,6 +112,15 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         tqdm.write(f"{item_id}: {len(ensemble['candidates'])} candidates ({'built' if fresh else 'current'})")
     wanted = None
     if args.selection == "pooled":
+        decision = pooled_decision(built)
+        if decision is None:
+            print("error: some ensembles were built before their cross-fitted predictions were kept; rebuild "
+                  "them with --force (or choose with --selection pooled-best)", file=sys.stderr)
+            return 2
+        wanted = str(decision["chosen"])
+        print(decision_table(decision))
+        _keep_decision(decision, args.max_trunks)
+    elif args.selection == "pooled-best":
         wanted, means = pooled_choice(built)
         print("mean cross-fitted validation QWK: " + ", ".join(f"{kind} {value:.4f}" for kind, value in
                                                                  sorted(means.items(), key=lambda kv: -kv[1])))
@@ -121,6 +131,14 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
               f"cross-fitted validation QWK {chosen['chosen']['crossfit_validation_qwk']:.3f}, "
               f"test QWK {chosen['chosen']['test']['qwk']:.3f}")
     return 0
+
+
+def _keep_decision(decision: dict[str, object], max_trunks: int) -> None:
+    """reports/ensemble_choice.json: the pooled decision per CPU budget (the accuracy report reads it)."""
+    path = REPO / "reports" / "ensemble_choice.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    kept[f"max_trunks={max_trunks}"] = decision
+    path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
 def cmd_domain_adapt(args: argparse.Namespace) -> int:
@@ -211,9 +229,11 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
                           help="CPU budget: backbones (trunk runs) per answer at most (default 2)")
     ensemble.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
                           help="offer the word + char n-gram member (default on)")
-    ensemble.add_argument("--selection", choices=["pooled", "per-item"], default="pooled",
-                          help="pooled (default): one kind of ensemble for all items, the best mean cross-fitted "
-                               "validation QWK; per-item: each item's own best")
+    ensemble.add_argument("--selection", choices=["pooled", "pooled-best", "per-item"], default="pooled",
+                          help="pooled (default): one kind of ensemble for all items, the cheapest whose gap to "
+                               "the best mean cross-fitted validation QWK is within the bootstrap's 95 %% interval "
+                               "(training/choice_uncertainty.py); pooled-best: the best mean, however small its "
+                               "lead; per-item: each item's own best")
     ensemble.add_argument("--force", action="store_true", help="rebuild even when current")
     ensemble.set_defaults(func=cmd_ensemble)
 

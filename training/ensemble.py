@@ -34,6 +34,7 @@ class Choice:
     thresholds: list[float] | None  # tuned on the whole validation set, as served; None: argmax
     validation_qwk: float  # with those thresholds (optimistic: tuned on the same answers)
     test: dict[str, object]  # QWK, accuracy, macro F1 on test (reported, never used to choose)
+    crossfit_predicted: NDArray[np.int64] | None = None  # the validation predictions behind crossfit_qwk
 
     @property
     def names(self) -> list[str]:
@@ -61,14 +62,20 @@ def folds_of(truth: list[int], seed: int = 13) -> NDArray[np.int64]:
 
 
 def crossfit_qwk(probabilities: NDArray[np.float64], truth: list[int], fold: NDArray[np.int64]) -> float:
+    classes = list(range(probabilities.shape[1]))
+    return quadratic_weighted_kappa(truth, list(crossfit_predictions(probabilities, truth, fold)), classes)
+
+
+def crossfit_predictions(probabilities: NDArray[np.float64], truth: list[int],
+                         fold: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Each validation answer decoded with thresholds tuned on the other folds."""
     predicted = np.zeros(len(truth), dtype=np.int64)
     truth_array = np.asarray(truth)
     for number in np.unique(fold):
         fit = fold != number
         thresholds, _ = tune_thresholds(probabilities[fit], list(truth_array[fit]))
         predicted[~fit] = decode(probabilities[~fit], thresholds)
-    classes = list(range(probabilities.shape[1]))
-    return quadratic_weighted_kappa(truth, list(predicted), classes)
+    return predicted
 
 
 def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
@@ -78,14 +85,15 @@ def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
     classes = list(range(mixed["validation"].shape[1]))
     if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule (training/recipes.py): fixed cuts
         thresholds = [k + 0.5 for k in range(len(classes) - 1)]
-        validation_qwk = quadratic_weighted_kappa(truth["validation"], list(decode(mixed["validation"], thresholds)),
-                                                  classes)
+        fixed = np.asarray(decode(mixed["validation"], thresholds), dtype=np.int64)
+        validation_qwk = quadratic_weighted_kappa(truth["validation"], list(fixed), classes)
         return Choice(members, validation_qwk, thresholds, validation_qwk,
-                      evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes))
+                      evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes), fixed)
     thresholds, validation_qwk = tune_thresholds(mixed["validation"], truth["validation"])
     test = evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes)
-    return Choice(members, crossfit_qwk(mixed["validation"], truth["validation"], fold), thresholds,
-                  validation_qwk, test)
+    predicted = crossfit_predictions(mixed["validation"], truth["validation"], fold)
+    return Choice(members, quadratic_weighted_kappa(truth["validation"], list(predicted), classes), thresholds,
+                  validation_qwk, test, predicted)
 
 
 def member_subsets(trunks: Sequence[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:

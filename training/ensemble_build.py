@@ -16,6 +16,7 @@ from typing import Any
 from core.ensemble import combine
 from core.fingerprints import fingerprint
 from training.artifacts import data_fingerprint
+from training.choice_uncertainty import encode_labels
 from training.data import ItemData
 from training.ensemble import Choice, choose
 from training.ensemble_members import Candidate, adapter_candidate, item_adapters, lexical_candidate
@@ -54,7 +55,9 @@ def _summary(choice: Choice, truth: list[int], lexical_sha256: str) -> dict[str,
             "validation_qwk": round(choice.validation_qwk, 4), "test": choice.test,
             "thresholds": choice.thresholds,
             "review_threshold": review_threshold(mixed_validation, truth, choice.thresholds),
-            "trunk_runs": choice.trunk_runs, "head_runs": choice.head_runs}
+            "trunk_runs": choice.trunk_runs, "head_runs": choice.head_runs,
+            **({"crossfit_predicted": encode_labels(choice.crossfit_predicted)}
+               if choice.crossfit_predicted is not None else {})}
 
 
 def apply_choice(ensemble: dict[str, Any], wanted: str | None = None) -> dict[str, Any]:
@@ -163,6 +166,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
         "recipe": RECIPE, "max_trunks": max_trunks, "lexical_skipped": skipped,
         "lexical_fitted_on": "train+validation" if refit_lexical else "train",
         "sizes": {name: len(rows) for name, rows in item.splits().items()},
+        "validation_truth": encode_labels(truth["validation"]),  # what the choice's bootstrap resamples
         "seconds": {"members": {member.name: round(member.seconds, 2) for member in candidates},
                     "total": round(time.perf_counter() - started, 2)},
     })

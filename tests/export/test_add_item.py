@@ -129,11 +129,13 @@ def test_small_item_recipe() -> None:
                       validation=[("a", 0)] * 12, test=[])
     small = recipe_config(skewed, TrainConfig())
     assert small.min_steps == 300 and small.class_weighted and small.decoding == "fixed"
-    assert small.epochs_for(100) == 75  # 4 steps per epoch: 75 epochs reach 300 steps
+    assert small.batch_size == 16
+    assert small.epochs_for(100) == 43  # 7 steps per epoch: 43 epochs reach 300 steps
+    assert recipe_config(skewed, TrainConfig(batch_size=8)).batch_size == 8  # an explicit batch is honoured
     large = ItemData("y", ScoreRange(0, 2), train=[("a", k % 3) for k in range(1500)], validation=[], test=[])
     assert recipe_config(large, TrainConfig()) == TrainConfig()
     assert TrainConfig().as_dict() == {k: v for k, v in small.as_dict().items() if k != "min_steps"} | {
-        "class_weighted": False, "decoding": "auto"}  # the committed adapters' fingerprints are unchanged
+        "class_weighted": False, "decoding": "auto", "batch_size": 32}  # committed fingerprints are unchanged
 
 
 def test_bad_item_id_and_bad_file(tiny_backbone: Path, tmp_path: Path) -> None:
