@@ -5,7 +5,9 @@ reduced precision (fp16 on CUDA; int8 on CPU, where it was exported): throughput
 256 and 32, each cost tier's answers/s with the host µs per row and the device-busy fraction (bench/gpu_tiers.py),
 sequential single answers, single answers whose head is not cached, memory with 27 and 1000
 items resident (fresh processes), logits against a CPU fp32 session on every item's golden answers, and
-per-item QWK on the ASAP validation and test answers. Under 5 minutes on one GPU (`make gpu-check`).
+per-item QWK on the ASAP validation and test answers, and the anchor: a plain PyTorch loop on the same answers
+and device (bench/torch_loop.py), the engine's answers/s over it per batch size. Under 5 minutes on one GPU
+(`make gpu-check`).
 
 `--device cpu --smoke` runs the same path on the CPU with small counts (CI: tests/bench/test_gpu_check.py).
 A failing step is recorded under "errors" (exit status 1) and the others still run: a GPU session is rare.
@@ -30,7 +32,8 @@ from bench.gpu_measure import asap_answers, golden_outputs
 from bench.gpu_memory import memory_with
 from bench.gpu_report import assemble, table
 from bench.gpu_steps import FULL, SMOKE, attempt, measure_precision
-from bench.gpu_tiers import mixed_rows, tier_figures
+from bench.gpu_tiers import loop_ratios, mixed_rows, tier_figures
+from bench.torch_loop import default_python, run_loop
 from bench.workload import load_workload
 from core.manifest import load_artifacts
 
@@ -83,8 +86,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for precision in precisions:
         blocks[f"{precision}_grouped_{other}"] = measure(f"{precision}_grouped_{other}", precision, grouped=other)
     # Per cost tier (ensembles included): answers/s, host µs per row and device-busy fraction at batch 256 and 32.
-    result["tiers"] = attempt(errors, "tiers", partial(tier_figures, args.artifacts, device, args.threads,
-                                                      mixed_rows(sizes.tier_rows)))
+    rows = mixed_rows(sizes.tier_rows)
+    result["tiers"] = attempt(errors, "tiers", partial(tier_figures, args.artifacts, device, args.threads, rows))
+    # The anchor: a plain PyTorch loop on the same answers and device (bench/torch_loop.py), in its own process.
+    result["torch_loop"] = attempt(errors, "plain PyTorch loop", partial(
+        run_loop, [(row.item_id, row.text) for row in rows], device, args.torch_python, args.threads,
+        sizes.single_requests))
+    result["vs_torch_loop"] = loop_ratios(result["tiers"], result["torch_loop"])
     if device == "cuda":  # the service runs fp32 without TF32 (core.onnx_runtime.providers); what TF32 would give
         with cuda_provider_options({"use_tf32": "1"}):
             blocks["fp32_tf32_on"] = measure("fp32_tf32_on", "fp32")
@@ -103,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("build/bench-gpu"),
                         help="the 27- and 1000-item folders (bench.fixtures), reused while the export is unchanged")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--torch-python", default=default_python(),
+                        help="a Python with torch for the plain PyTorch loop (default: .venv's where it exists)")
     args = parser.parse_args(argv)
     if not (args.artifacts / "manifest.json").is_file():
         raise SystemExit(f"no export under {args.artifacts}: run `make export` first")

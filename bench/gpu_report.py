@@ -112,5 +112,11 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"tier {tier:9}" + "; ".join(
             f"batch {batch[1:]}: {f['answers_per_s']:,.0f} answers/s, host {f['host_us_per_row']:.0f} us/row, "
             f"device busy {f['device_busy_fraction']:.0%}" for batch, f in batches.items()))
+    loop, ratios = result.get("torch_loop"), result.get("vs_torch_loop") or {}
+    if loop:
+        lines.append("plain PyTorch loop, same answers: " + "; ".join(
+            f"batch {batch[1:]}: {loop[batch]['answers_per_s']:,.0f} answers/s (engine, fast tier: "
+            f"{ratios.get(batch, float('nan')):.2f}x)" for batch in ("b256", "b32") if batch in loop)
+            + f"; p99 single {loop['single_p99_ms']:.1f} ms")
     lines += [f"ERROR {error}" for error in result["errors"]]
     return "\n".join(lines)

@@ -46,3 +46,12 @@ def tier_figures(artifacts: Path, device: Device, threads: int, rows: list[Answe
                                           "us_per_row": {k: round(v / len(rows) * 1e6, 1) for k, v in stages.items()}}
         del backend
     return figures
+
+
+def loop_ratios(tiers: dict[str, Any] | None, loop: dict[str, Any] | None) -> dict[str, float] | None:
+    """The fast tier's answers/s (single heads, what the loop computes too) over the plain PyTorch loop's,
+    per batch size (goal on a GPU: >= 3)."""
+    if not tiers or not loop or "fast" not in tiers:
+        return None
+    return {batch: round(tiers["fast"][batch]["answers_per_s"] / loop[batch]["answers_per_s"], 2)
+            for batch in (f"b{size}" for size in BATCHES) if batch in loop}

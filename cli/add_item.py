@@ -33,6 +33,8 @@ from training.pipeline import QualityRefused, train_adapter
 from training.recipes import Recipe, recipe_config
 from training.trainer import TrainConfig
 
+# the recipe settings the summary shows (training/recipes.py sets them by the item's size)
+RECIPE_FIELDS = ("min_steps", "batch_size", "step_precision", "class_weighted", "decoding")
 RESERVED_IDS = {ENSEMBLES, "backbones"}  # folders of adapters/ that are not items
 # --accurate: the other backbone whose adapter joins the item (the shipped ASAP ensembles pair the two)
 ACCURATE_PARTNER = {"minilm-en": "e5-multilingual", "e5-multilingual": "minilm-en"}
@@ -113,7 +115,7 @@ def add_item(item_id: str, data: Path, score_range: ScoreRange | None, adapters:
     return {"item_id": key, "version": entry["version"], "adapter_version": adapter["version"],
             "members": item_spec(out, key, entry, manifest).member_names,
             "score_range": str(item.score_range),
-            "recipe": {name: adapter["train"].get(name) for name in ("min_steps", "batch_size", "class_weighted", "decoding")},
+            "recipe": {name: adapter["train"].get(name, getattr(TrainConfig(), name)) for name in RECIPE_FIELDS},
             "choice": _choice_summary(ensemble),
             "sizes": {name: len(rows) for name, rows in item.splits().items()},
             "test_qwk": entry["qwk"]["test"]["qwk_onnx"],

@@ -13,7 +13,7 @@ from studies.report_ensembles import ensemble_section, read_ensembles
 from studies.report_levers import domain_section, levers_section, weights_section
 from studies.report_pilots import domain_members_section, mpnet_section, shape_section
 from studies.report_plots import plot_confusions, plot_curves, plot_qwk
-from studies.report_tiers import evidence_section, tiers_section
+from studies.report_tiers import choice_section, evidence_section, tiers_section
 from training.backbones import DEFAULT_BACKBONE
 from training.metrics import fisher_z_mean
 
@@ -197,7 +197,8 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "QWK is quadratic weighted kappa over each item's full score range; human QWK is Score1 vs Score2.",
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
-        ensemble_section(items, adapters, REPO / "bench" / "results"), tiers_section(REPO / "bench" / "results"),
+        ensemble_section(items, adapters, REPO / "bench" / "results"), choice_section(out / "ensemble_choice.json"),
+        tiers_section(REPO / "bench" / "results"),
         evidence_section(REPO / "bench" / "results"),
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
         weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),

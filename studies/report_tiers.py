@@ -49,3 +49,24 @@ def evidence_section(results: Path) -> list[str]:
             "answers/s on the same requests).", "",
             *_table(["item", "nbrs = served", "nbrs = human", "served = human", "QWK served", "QWK nbrs",
                      "flagged", "right when flagged", "right otherwise"], rows)]
+
+
+def choice_section(path: Path) -> list[str]:
+    """reports/ensemble_choice.json (`scorer ensemble`): the pooled choice with its stated uncertainty."""
+    if not path.is_file():
+        return []
+    lines = ["## Choosing with stated uncertainty", "",
+             "`scorer ensemble` (training/choice_uncertainty.py): every kind's cross-fitted validation "
+             "predictions, resampled with a paired bootstrap over each item's validation answers; the kind served "
+             "is the cheapest (trunk runs, then head runs) whose gap to the best mean has a 95 % interval reaching "
+             "zero. Test answers play no part."]
+    for budget, decision in sorted(json.loads(path.read_text()).items()):
+        kinds = sorted(decision["kinds"].items(), key=lambda kv: (kv[1]["trunk_runs"], kv[1]["head_runs"]))
+        rows = [[kind + (" **(served)**" if kind == decision["chosen"] else "")
+                 + (" (best)" if kind == decision["best"] else ""), str(row["trunk_runs"]), str(row["head_runs"]),
+                 _fmt(row["mean_crossfit_qwk"]), f"{row['gap_to_best']:+.4f}",
+                 f"{row['gap_interval'][0]:+.4f} … {row['gap_interval'][1]:+.4f}"] for kind, row in kinds]
+        lines += ["", f"{budget} ({decision['items']} items, {decision['replicates']} replicates):", "",
+                  *_table(["kind", "trunks", "heads", "mean cross-fitted QWK", "gap to best", "95 % interval"],
+                          rows)]
+    return lines

@@ -45,6 +45,9 @@ class TrainConfig:
     # at k + 0.5), for validation sets too small to tune on; argmax.
     decoding: Literal["auto", "argmax", "fixed"] = "auto"
     seed: int = 13
+    # bf16: the training steps' forward and backward under CPU autocast (weights, trunk cache, evaluation and
+    # the exported graphs stay fp32). 1.65x faster on a CPU with native bf16 (small items' recipe).
+    step_precision: Literal["fp32", "bf16"] = "fp32"
 
     def as_dict(self) -> dict[str, object]:
         values = asdict(self)
@@ -60,7 +63,13 @@ class TrainConfig:
         return max(self.max_epochs, -(-self.min_steps // steps_per_epoch))
 
 
-LATER_FIELDS: dict[str, object] = {"min_steps": 0}
+LATER_FIELDS: dict[str, object] = {"min_steps": 0, "step_precision": "fp32"}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX); elsewhere they are emulated
+    and slower than fp32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass
@@ -199,8 +208,9 @@ def train_item(
         model.train()
         losses = []
         for batch in length_batches(sources["train"].lengths, config.batch_size, rng):
-            logits = sources["train"].logits(model, batch)
-            loss = F.cross_entropy(logits, train_targets[batch], weight=class_weight)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.step_precision == "bf16"):
+                logits = sources["train"].logits(model, batch)
+            loss = F.cross_entropy(logits.float(), train_targets[batch], weight=class_weight)
             if config.frobenius:
                 loss = loss + config.frobenius * _frobenius(model)
             optimizer.zero_grad(set_to_none=True)

@@ -73,6 +73,11 @@ def test_cpu_smoke_writes_every_field(exported: Path, tmp_path: Path, capsys: py
             assert figures["answers_per_s"] > 0 and figures["host_us_per_row"] > 0
             assert 0 < figures["device_busy_fraction"] < 1
 
+    loop = result["torch_loop"]  # the plain PyTorch anchor, same answers, its own process (this venv's torch)
+    assert loop["rows"] == 64 and loop["device"] == "cpu" and loop["single_p99_ms"] > 0
+    assert loop["b256"]["answers_per_s"] > 0 and loop["b32"]["answers_per_s"] > 0
+    assert set(result["vs_torch_loop"]) == {"b256", "b32"} and all(v > 0 for v in result["vs_torch_loop"].values())
+
     fp32, int8 = result["by_precision"]["fp32"], result["by_precision"]["int8"]
     assert fp32["qwk"] and all(-1 <= value <= 1 for splits in fp32["qwk"].values() for value in splits.values())
     assert int8["qwk"] and set(int8["qwk"]) <= set(fp32["qwk"])  # items of backbones without int8 are left out

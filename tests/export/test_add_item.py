@@ -124,17 +124,19 @@ def test_quality_floor_refuses_keeps_the_candidate_and_accept_serves_it(tiny_bac
 def test_small_item_recipe() -> None:
     from training.data import ItemData
     from training.recipes import recipe_config
+    from training.trainer import native_bf16
 
     skewed = ItemData("x", ScoreRange(0, 2), train=[("a", 0)] * 80 + [("b", 1)] * 15 + [("c", 2)] * 5,
                       validation=[("a", 0)] * 12, test=[])
     small = recipe_config(skewed, TrainConfig())
     assert small.min_steps == 300 and small.class_weighted and small.decoding == "fixed"
-    assert small.batch_size == 16
+    assert small.batch_size == 16 and small.step_precision == ("bf16" if native_bf16() else "fp32")
     assert small.epochs_for(100) == 43  # 7 steps per epoch: 43 epochs reach 300 steps
     assert recipe_config(skewed, TrainConfig(batch_size=8)).batch_size == 8  # an explicit batch is honoured
     large = ItemData("y", ScoreRange(0, 2), train=[("a", k % 3) for k in range(1500)], validation=[], test=[])
     assert recipe_config(large, TrainConfig()) == TrainConfig()
-    assert TrainConfig().as_dict() == {k: v for k, v in small.as_dict().items() if k != "min_steps"} | {
+    assert TrainConfig().as_dict() == {k: v for k, v in small.as_dict().items()
+                                       if k not in ("min_steps", "step_precision")} | {
         "class_weighted": False, "decoding": "auto", "batch_size": 32}  # committed fingerprints are unchanged
 
 

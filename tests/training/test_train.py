@@ -54,6 +54,23 @@ def test_lora_training_lowers_loss_and_touches_only_the_item_module(tiny_backbon
     assert {"validation", "test"} <= set(result.metrics)
 
 
+def test_bf16_steps_train_like_fp32_and_keep_fp32_weights(tiny_backbone: Path) -> None:
+    """The small recipe's bf16 steps (autocast around forward and backward only): the loss falls as in fp32,
+    the trained weights stay fp32 (what is exported), and the trunk cache is untouched by autocast (a first
+    version that cached the trunk under autocast never learned: validation loss stayed at ln(classes))."""
+    backbone = resolve_backbone(str(tiny_backbone))
+    config = TrainConfig(split_layer=1, max_epochs=6, patience=6, batch_size=8, learning_rate=5e-3)
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        model = build_model(tiny_backbone, 1, 3)
+        result = train_item(model, replace(config, step_precision=precision), encode_item(tiny_item(), backbone))
+        curves[precision] = [record.train_loss for record in result.curve]
+        assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert curves["bf16"][-1] < curves["bf16"][0]
+    assert abs(curves["bf16"][0] - curves["fp32"][0]) < 0.05  # the same first epoch within bf16's rounding
+    assert "step_precision" not in config.as_dict()  # fp32, the default: committed fingerprints unchanged
+
+
 def test_adapter_save_load_gives_identical_logits(tiny_backbone: Path, tmp_path: Path) -> None:
     config = TrainConfig(split_layer=1, max_epochs=2, batch_size=8)
     saved, trained = train_adapter(tiny_item(), tmp_path, config, str(tiny_backbone))
