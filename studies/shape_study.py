@@ -10,6 +10,12 @@ layers instead of three; a shallower shared trunk), everything else equal:
 Per item the shape with the best validation QWK (at its best epoch, what training's early stopping saw; ties
 keep the committed shape) is chosen; its test QWK is compared with the committed adapter's, with a 95 % paired
 bootstrap interval over each item's test answers. Test answers choose nothing. Writes reports/shape.json.
+
+Other backbones and recipes the same way (#31's E5 study: split point and learning rate of E5's adapters):
+
+    python -m training train --backbone e5-multilingual --split-layer 6 --member-tag s6 --adapters runs/e5-recipe
+    python -m studies.shape_study --backbone e5-multilingual --sweep runs/e5-recipe --shape s6="r8 S6" \
+        --out reports/e5_recipe.json
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from studies.pilot_study import best_validation_qwk, pilot_records
 from studies.report_ensembles import paired_bootstrap
 from training.artifacts import AdapterRecord, current_record
 from training.asap import ASAP_ITEMS, load_asap_item
+from training.backbones import DEFAULT_BACKBONE, adapter_key
 from training.ensemble_members import adapter_candidate
 from training.metrics import quadratic_weighted_kappa
 
@@ -33,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = REPO / "adapters"
 SWEEP = REPO / "runs" / "shape-sweep"
 RESULTS = REPO / "reports" / "shape.json"
-OWN = "r8 S3"
+OWN = "r8 S3"  # the committed recipe (for other backbones: their committed adapters' recipe)
 SHAPES = {"r16": "r16 S3", "s2": "r8 S2"}  # member tag -> shape
 
 
@@ -56,23 +63,25 @@ def choose_shape(validation_qwk: dict[str, float]) -> str:
     return max(validation_qwk, key=lambda shape: (validation_qwk[shape], shape == OWN))
 
 
-def item_shapes(item_id: str, sweep: Path) -> dict[str, AdapterRecord]:
-    own = current_record(ADAPTERS, item_id)
+def item_shapes(item_id: str, sweep: Path, backbone: str = DEFAULT_BACKBONE,
+                variants: dict[str, str] | None = None) -> dict[str, AdapterRecord]:
+    own = current_record(ADAPTERS, adapter_key(item_id, backbone))
     if own is None:
-        raise SystemExit(f"{item_id} has no committed adapter")
+        raise SystemExit(f"{item_id} has no committed {backbone} adapter")
     shapes = {OWN: own}
     for record in pilot_records(sweep):
         tag = str(record.config.get("member_tag", ""))
-        if record.config.get("source_item") == item_id and tag in SHAPES:
-            shapes[SHAPES[tag]] = record
+        if record.config.get("source_item") == item_id and tag in (variants or SHAPES):
+            shapes[(variants or SHAPES)[tag]] = record
     return shapes
 
 
-def study(items: list[str], sweep: Path) -> dict[str, Any]:
+def study(items: list[str], sweep: Path, backbone: str = DEFAULT_BACKBONE,
+          variants: dict[str, str] | None = None) -> dict[str, Any]:
     per_item: dict[str, Any] = {}
     own_scored, chosen_scored = {}, {}
     for item_id in items:
-        shapes = item_shapes(item_id, sweep)
+        shapes = item_shapes(item_id, sweep, backbone, variants)
         entry = {shape: {"validation_qwk": best_validation_qwk(r.metrics), "test_qwk": r.metrics["test"]["qwk"]}
                  for shape, r in shapes.items()}
         chosen = choose_shape({shape: scores["validation_qwk"] for shape, scores in entry.items()})
@@ -80,7 +89,8 @@ def study(items: list[str], sweep: Path) -> dict[str, Any]:
         own_scored[item_id] = test_predictions(shapes[OWN])
         chosen_scored[item_id] = own_scored[item_id] if chosen == OWN else test_predictions(shapes[chosen])
     difference, low, high, _ = paired_bootstrap(own_scored, chosen_scored)
-    complete = [shape for shape in [OWN, *SHAPES.values()] if all(shape in e["shapes"] for e in per_item.values())]
+    complete = [shape for shape in [OWN, *(variants or SHAPES).values()]
+                if all(shape in e["shapes"] for e in per_item.values())]
     return {
         "items": per_item,
         "every_item": {shape: {key: float(np.mean([e["shapes"][shape][key] for e in per_item.values()]))
@@ -97,9 +107,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", nargs="+", default=ASAP_ITEMS)
     parser.add_argument("--sweep", default=SWEEP, type=Path)
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="whose committed adapters are the own shape")
+    parser.add_argument("--shape", action="append", metavar="TAG=LABEL",
+                        help="a member tag in the sweep and what it varies (default: r16, s2 as above)")
+    parser.add_argument("--out", default=RESULTS, type=Path)
     args = parser.parse_args(argv)
-    result = study(args.items, args.sweep)
-    RESULTS.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    variants = dict(entry.split("=", 1) for entry in args.shape) if args.shape else None
+    result = study(args.items, args.sweep, args.backbone, variants)
+    result["backbone"] = args.backbone
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     for shape, means in result["every_item"].items():
         print(f"{shape:8s} val {means['validation_qwk']:.4f} test {means['test_qwk']:.4f}")
     chosen = result["chosen_per_item"]
