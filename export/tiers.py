@@ -7,10 +7,9 @@
 - fast: the item's own adapter alone (one trunk run, one head).
 
 The balanced choice follows the rule that chose the ensemble, restricted to one trunk: where the ensembles were
-chosen pooled over items (one kind for all, `selection` names it), the cheapest kind whose gap to the best mean
-cross-fitted validation QWK over those items is within the bootstrap's noise (training/choice_uncertainty.py;
-the best mean where the ensembles predate the kept predictions); where an item chose alone (add-item:
-`per item`), its own best. Test answers never choose (ensemble.json carries their figures for the report only)."""
+chosen pooled over items (one kind for all, `selection` names it), the kind with the best mean cross-fitted
+validation QWK over those items; where an item chose alone (add-item: `per item`), its own best. Test answers
+never choose (ensemble.json carries their figures for the report only)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.choice_uncertainty import pooled_decision
 from training.ensemble_build import ENSEMBLE_FILE, apply_choice, pooled_choice
 
 
@@ -36,9 +34,7 @@ def balanced_signatures(ensembles: list[dict[str, Any]]) -> dict[str, str]:
     """Ensemble id (its first adapter's key) -> the signature of its balanced combination."""
     pooled = [ensemble for ensemble in ensembles if ensemble.get("selection", "per item") != "per item"]
     pooled_ids = {ensemble["item_id"] for ensemble in pooled}
-    restricted = [{**ensemble, "candidates": _one_trunk(ensemble)} for ensemble in pooled]
-    decision = pooled_decision(restricted) if pooled else None
-    kind = str(decision["chosen"]) if decision else (pooled_choice(restricted)[0] if pooled else "")
+    kind = pooled_choice([{**ensemble, "candidates": _one_trunk(ensemble)} for ensemble in pooled])[0] if pooled else ""
     chosen: dict[str, str] = {}
     for ensemble in ensembles:
         candidates = _one_trunk(ensemble)

@@ -3,7 +3,8 @@
 On the items whose kept candidates (runs/ensemble_probabilities/, written by `scorer ensemble --force`) include
 an MPNet adapter, every kind the build would evaluate with up to three trunks is scored as the build scores
 it (training/ensemble.py: cross-fitted validation predictions) and the pooled rule with stated uncertainty
-decides (training/choice_uncertainty.py: the cheapest kind within the bootstrap's noise of the best). Test
+states how sure the comparison is (training/choice_uncertainty.py: each kind's gap to the best with its 95 %
+interval, and the cheapest kind within that noise). Test
 QWK is reported for the kinds named, never used. Writes reports/members_capacity.json.
 """
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"items": list(items), "max_trunks": args.max_trunks, "decision": decision, "best_with_new": best_new}
     OUT.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(decision_table(decision))
-    print(f"items {', '.join(items)}; served by the rule: {decision['chosen']}; best with {NEW_TRUNK}: {best_new}; "
+    print(f"items {', '.join(items)}; cheapest within noise: {decision['cheapest_within_noise']}; best with "
+          f"{NEW_TRUNK}: {best_new}; "
           f"wrote {OUT}")
     return 0
 

@@ -98,3 +98,39 @@ def shape_section(reports: Path) -> list[str]:
               f"[{versus['low']:+.3f}, {versus['high']:+.3f}] (95 % paired bootstrap)."
             + "".join(f" At rank 16, {item_id} collapsed to one score (validation QWK 0)." for item_id, entry in
                       shape["items"].items() if entry["shapes"].get("r16 S3", {}).get("validation_qwk") == 0.0)]
+
+
+def capacity_section(reports: Path, adapters: Path) -> list[str]:
+    """MPNet adapters on both raters (adapters/<item>-mp-r2) and reports/members_capacity.json: alone against
+    MiniLM's both-raters adapter, and as a third trunk decided with stated uncertainty."""
+    capacity = _read(reports / "members_capacity.json")
+    if not capacity:
+        return []
+    from training.artifacts import current_record
+
+    rows = []
+    for item_id in capacity["items"]:
+        mpnet, minilm = current_record(adapters, f"{item_id}-mp-r2"), current_record(adapters, f"{item_id}-r2")
+        if mpnet is None or minilm is None:
+            continue
+        rows.append([item_id, _fmt(minilm.metrics["validation"]["qwk"]), _fmt(mpnet.metrics["validation"]["qwk"]),
+                     _fmt(minilm.metrics["test"]["qwk"]), _fmt(mpnet.metrics["test"]["qwk"]),
+                     f"{mpnet.metrics.get('seconds', {}).get('total', float('nan')):.0f}"])
+    decision = capacity["decision"]
+    kinds = decision["kinds"]
+    shipped, best = "minilm-en+e5-multilingual+minilm-en/s14+lexical", decision["best"]
+    lines = ["## MPNet-base on both raters, and as a third trunk", "",
+             "`scorer train --backbone mpnet-en --raters both` (adapters/<item>-mp-r2, an extra member), against "
+             "MiniLM's both-raters adapter (<item>-r2):", "",
+             *_table(["item", "val MiniLM r2", "val MPNet r2", "test MiniLM r2", "test MPNet r2", "MPNet s"], rows)]
+    if shipped in kinds:
+        gap = kinds[shipped]
+        lines += ["", f"As a member (`python -m studies.capacity_members`, {len(capacity['items'])} items, up to "
+                  f"{capacity['max_trunks']} trunks, {len(kinds)} kinds): the best kind is {best} at mean "
+                  f"cross-fitted validation QWK {_fmt(kinds[best]['mean_crossfit_qwk'])} (test "
+                  f"{_fmt(kinds[best]['mean_test_qwk'])}); the shipped kind scores {_fmt(gap['mean_crossfit_qwk'])} "
+                  f"(test {_fmt(gap['mean_test_qwk'])}), a gap of {gap['gap_to_best']:+.4f} with 95 % interval "
+                  f"{gap['gap_interval'][0]:+.4f} … {gap['gap_interval'][1]:+.4f}: within the noise of the "
+                  "validation answers, for a third trunk that costs 7.6× MiniLM's per answer. The cheapest kind "
+                  f"within the noise is {decision['cheapest_within_noise']}."]
+    return lines

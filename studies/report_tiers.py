@@ -57,13 +57,14 @@ def choice_section(path: Path) -> list[str]:
         return []
     lines = ["## Choosing with stated uncertainty", "",
              "`scorer ensemble` (training/choice_uncertainty.py): every kind's cross-fitted validation "
-             "predictions, resampled with a paired bootstrap over each item's validation answers; the kind served "
-             "is the cheapest (trunk runs, then head runs) whose gap to the best mean has a 95 % interval reaching "
-             "zero. Test answers play no part."]
+             "predictions, resampled with a paired bootstrap over each item's validation answers (every kind on the "
+             "same draw); each kind's gap to the best mean with its 95 % interval, and the cheapest kind (trunk "
+             "runs, then head runs) whose interval reaches zero. Test answers play no part."]
     for budget, decision in sorted(json.loads(path.read_text()).items()):
         kinds = sorted(decision["kinds"].items(), key=lambda kv: (kv[1]["trunk_runs"], kv[1]["head_runs"]))
-        rows = [[kind + (" **(served)**" if kind == decision["chosen"] else "")
-                 + (" (best)" if kind == decision["best"] else ""), str(row["trunk_runs"]), str(row["head_runs"]),
+        marks = {"served": " **(served)**", "best": " (best)", "cheapest_within_noise": " (cheapest within noise)"}
+        rows = [[kind + "".join(mark for key, mark in marks.items() if decision.get(key) == kind),
+                 str(row["trunk_runs"]), str(row["head_runs"]),
                  _fmt(row["mean_crossfit_qwk"]), f"{row['gap_to_best']:+.4f}",
                  f"{row['gap_interval'][0]:+.4f} … {row['gap_interval'][1]:+.4f}"] for kind, row in kinds]
         lines += ["", f"{budget} ({decision['items']} items, {decision['replicates']} replicates):", "",

@@ -1,12 +1,13 @@
-"""How sure a choice between kinds of ensemble is, and the rule that uses it: the cheapest kind whose loss
-against the best is within the noise of the validation answers.
+"""How sure a choice between kinds of ensemble is, and a rule that uses it: the cheapest kind whose loss
+against the best is within the noise of the validation answers (`scorer ensemble --selection pooled-cheapest`;
+the default serves the best mean and states this table beside it).
 
 Each kind's cross-fitted validation predictions (training/ensemble.py: thresholds tuned on the other folds)
 are resampled with a paired bootstrap: per replicate, every item's validation answers are drawn with
 replacement once and all kinds are scored on the same draw, so the spread is that of the *difference* between
 two kinds, not of each kind alone. A kind is within the noise when the interval of the best kind's gain over
-it reaches zero; among those, the one with the fewest trunk runs, then head runs, is served (ties: the higher
-mean). The test answers play no part.
+it reaches zero; among those, the one with the fewest trunk runs, then head runs, is the cheapest within the
+noise (ties: the higher mean). The test answers play no part.
 
 The QWK here is batched over replicates (one bincount per item and kind); sklearn scores one pair at a time,
 which is ~100x slower for the thousands of replicates this needs.
@@ -57,7 +58,7 @@ def cost_of(candidate: dict[str, Any]) -> tuple[int, int]:
 
 def pooled_decision(ensembles: list[dict[str, Any]], replicates: int = REPLICATES,
                     seed: int = 13) -> dict[str, Any] | None:
-    """The kind to serve on every item by the rule above, with every kind's mean, gap and interval; None when
+    """The cheapest kind within the noise and the best kind, with every kind's mean, gap and interval; None when
     an ensemble lacks its cross-fitted predictions (built before they were kept: rebuild with --force)."""
     if not ensembles or any("validation_truth" not in ensemble for ensemble in ensembles):
         return None
@@ -90,7 +91,7 @@ def pooled_decision(ensembles: list[dict[str, Any]], replicates: int = REPLICATE
                        "within_noise": bool(low <= 0.0), "trunk_runs": costs[kind][0], "head_runs": costs[kind][1]}
     eligible = [kind for kind in kinds if table[kind]["within_noise"]]
     chosen = min(eligible, key=lambda kind: (*costs[kind], -point[kinds.index(kind)]))
-    return {"chosen": chosen, "best": kinds[best], "rule": RULE, "replicates": replicates, "seed": seed,
+    return {"cheapest_within_noise": chosen, "best": kinds[best], "rule": RULE, "replicates": replicates, "seed": seed,
             "items": len(ensembles), "kinds": table}
 
 
@@ -100,7 +101,10 @@ def decision_table(decision: dict[str, Any]) -> str:
     lines = [f"{'kind':<52} trunks heads  mean QWK  gap to best (95 % interval)"]
     for kind, row in rows:
         low, high = row["gap_interval"]
-        mark = " <- served" if kind == decision["chosen"] else (" (best)" if kind == decision["best"] else "")
+        marks = [label for label, key in (("served", "served"), ("best", "best"),
+                                          ("cheapest within noise", "cheapest_within_noise"))
+                 if decision.get(key) == kind]
+        mark = f" <- {', '.join(marks)}" if marks else ""
         lines.append(f"{kind:<52} {row['trunk_runs']:>6} {row['head_runs']:>5}  {row['mean_crossfit_qwk']:.4f}  "
                      f"{row['gap_to_best']:+.4f} ({low:+.4f}, {high:+.4f}){mark}")
     return "\n".join(lines)

@@ -111,19 +111,20 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         built.append(ensemble)
         tqdm.write(f"{item_id}: {len(ensemble['candidates'])} candidates ({'built' if fresh else 'current'})")
     wanted = None
-    if args.selection == "pooled":
-        decision = pooled_decision(built)
-        if decision is None:
-            print("error: some ensembles were built before their cross-fitted predictions were kept; rebuild "
-                  "them with --force (or choose with --selection pooled-best)", file=sys.stderr)
-            return 2
-        wanted = str(decision["chosen"])
-        print(decision_table(decision))
-        _keep_decision(decision, args.max_trunks)
-    elif args.selection == "pooled-best":
-        wanted, means = pooled_choice(built)
-        print("mean cross-fitted validation QWK: " + ", ".join(f"{kind} {value:.4f}" for kind, value in
-                                                                 sorted(means.items(), key=lambda kv: -kv[1])))
+    if args.selection != "per-item":
+        decision = pooled_decision(built)  # how sure the comparison is, stated whichever rule serves
+        if args.selection == "pooled-cheapest":
+            if decision is None:
+                print("error: some ensembles were built before their cross-fitted predictions were kept; rebuild "
+                      "them with --force", file=sys.stderr)
+                return 2
+            wanted = str(decision["cheapest_within_noise"])
+        else:
+            wanted, _ = pooled_choice(built)
+        if decision is not None:
+            decision["served"] = wanted
+            print(decision_table(decision))
+            _keep_decision(decision, args.max_trunks)
     for ensemble in built:
         chosen = apply_choice(ensemble, wanted)
         write_ensemble(adapters, chosen)
@@ -229,11 +230,11 @@ def build_parser(add_item: AddItemCommand | None = None) -> argparse.ArgumentPar
                           help="CPU budget: backbones (trunk runs) per answer at most (default 2)")
     ensemble.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
                           help="offer the word + char n-gram member (default on)")
-    ensemble.add_argument("--selection", choices=["pooled", "pooled-best", "per-item"], default="pooled",
-                          help="pooled (default): one kind of ensemble for all items, the cheapest whose gap to "
-                               "the best mean cross-fitted validation QWK is within the bootstrap's 95 %% interval "
-                               "(training/choice_uncertainty.py); pooled-best: the best mean, however small its "
-                               "lead; per-item: each item's own best")
+    ensemble.add_argument("--selection", choices=["pooled", "pooled-cheapest", "per-item"], default="pooled",
+                          help="pooled (default): one kind of ensemble for all items, the best mean cross-fitted "
+                               "validation QWK; pooled-cheapest: the cheapest kind whose gap to that best is within "
+                               "the bootstrap's 95 %% interval (training/choice_uncertainty.py; the table is printed "
+                               "either way); per-item: each item's own best")
     ensemble.add_argument("--force", action="store_true", help="rebuild even when current")
     ensemble.set_defaults(func=cmd_ensemble)
 

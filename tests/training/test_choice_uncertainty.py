@@ -21,7 +21,8 @@ def test_batched_qwk_equals_the_one_at_a_time_definition() -> None:
     truth = rng.integers(0, 4, size=(20, 90))
     predicted = np.where(rng.random((20, 90)) < 0.7, truth, rng.integers(0, 4, size=(20, 90)))
     batched = batched_qwk(truth, predicted, 4)
-    one_by_one = [quadratic_weighted_kappa(list(t), list(p), [0, 1, 2, 3]) for t, p in zip(truth, predicted)]
+    one_by_one = [quadratic_weighted_kappa(list(t), list(p), [0, 1, 2, 3])
+                  for t, p in zip(truth, predicted, strict=True)]
     assert np.allclose(batched, one_by_one)
     constant = np.zeros((1, 5), dtype=np.int64)
     assert batched_qwk(constant, constant, 3)[0] == quadratic_weighted_kappa([0] * 5, [0] * 5, [0, 1, 2])
@@ -51,14 +52,15 @@ def test_a_lead_within_the_noise_serves_the_cheaper_kind_and_a_clear_one_the_bes
     decision = pooled_decision(close, replicates=400)
     assert decision is not None
     assert decision["best"] == "a+b" or decision["kinds"]["a+b"]["gap_to_best"] == 0.0
-    assert decision["chosen"] == "a" and decision["kinds"]["a"]["within_noise"]
+    assert decision["cheapest_within_noise"] == "a" and decision["kinds"]["a"]["within_noise"]
     low, high = decision["kinds"]["a"]["gap_interval"]
     assert low <= 0.0 <= high or decision["best"] == "a"
     clear = [_ensemble(truth, {"a": 0.60, "a+b": 0.90}, seed) for seed in range(3)]
     decision = pooled_decision(clear, replicates=400)
-    assert decision is not None and decision["chosen"] == decision["best"] == "a+b"
+    assert decision is not None and decision["cheapest_within_noise"] == decision["best"] == "a+b"
     assert decision["kinds"]["a"]["gap_interval"][0] > 0.0 and not decision["kinds"]["a"]["within_noise"]
-    assert "<- served" in decision_table(decision).splitlines()[2]  # a+b: the dearer row, printed second
+    decision["served"] = "a+b"
+    assert "<- served, best, cheapest within noise" in decision_table(decision).splitlines()[2]  # a+b: dearer
 
 
 def test_ensembles_built_before_predictions_were_kept_have_no_decision() -> None:
