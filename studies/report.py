@@ -11,7 +11,13 @@ from studies.report_data import fmt as _fmt
 from studies.report_data import table as _table
 from studies.report_ensembles import ensemble_section, read_ensembles
 from studies.report_levers import domain_section, levers_section, weights_section
-from studies.report_pilots import capacity_section, domain_members_section, mpnet_section, shape_section
+from studies.report_pilots import (
+    capacity_section,
+    domain_members_section,
+    e5_recipe_section,
+    mpnet_section,
+    shape_section,
+)
 from studies.report_plots import plot_confusions, plot_curves, plot_qwk
 from studies.report_tiers import choice_section, evidence_section, tiers_section
 from training.backbones import DEFAULT_BACKBONE
@@ -203,7 +209,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
         weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),
         capacity_section(out, adapters),
-        shape_section(out), _time_section(items),
+        shape_section(out), e5_recipe_section(out), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",

@@ -115,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     variants = dict(entry.split("=", 1) for entry in args.shape) if args.shape else None
     result = study(args.items, args.sweep, args.backbone, variants)
     result["backbone"] = args.backbone
-    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    text = json.dumps(result, indent=1, sort_keys=True)
+    if args.backbone != DEFAULT_BACKBONE:  # OWN names MiniLM's committed shape; another backbone's is its own
+        text = text.replace(f'"{OWN}"', '"committed"')
+        result = json.loads(text)
+    args.out.write_text(text + "\n")
     for shape, means in result["every_item"].items():
         print(f"{shape:8s} val {means['validation_qwk']:.4f} test {means['test_qwk']:.4f}")
     chosen = result["chosen_per_item"]

@@ -34,12 +34,16 @@ TRAIN_OPTION_HELP = {
     "max_epochs": "epochs at most (default 8)",
     "min_steps": "optimiser steps at least: more epochs on small items (default 0; the small recipe: 300)",
     "patience": "epochs without a better validation loss before stopping (default 2)",
-    "batch_size": "answers per step (default 32)", "dropout": "dropout in the trained layers (default 0.1)",
+    "batch_size": "answers per step (default 32; the small recipe: 16)",
+    "dropout": "dropout in the trained layers (default 0.1)",
     "frobenius": "weight of the ||delta W||_F^2 penalty (default 0: off)",
     "class_weighted": "inverse-frequency class weights (the small recipe turns them on for skewed items)",
     "decoding": "auto: tuned thresholds when validation says so; fixed: expected score rounded; argmax",
     "seed": "random seed (default 13)",
+    "step_precision": "bf16: training steps under CPU autocast (weights and exports stay fp32); auto (default): bf16 "
+                      "for the small recipe where the CPU has native bf16, else fp32",
 }
+TRAIN_OPTION_CHOICES = {"step_precision": ["auto", "fp32", "bf16"], "decoding": ["auto", "argmax", "fixed"]}
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +56,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             caster = {"int": int, "float": float}.get(str(spec.type), str)
-            parser.add_argument(flag, type=caster, default=None, help=help_text)
+            parser.add_argument(flag, type=caster, default=None, help=help_text,
+                                choices=TRAIN_OPTION_CHOICES.get(spec.name))
 
 
 def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:

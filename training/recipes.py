@@ -42,7 +42,9 @@ def recipe_config(item: ItemData, config: TrainConfig, recipe: Recipe = "auto") 
     if decoding == "auto" and len(item.validation) < TUNE_MIN_VALIDATION:
         decoding = "fixed"
     batch_size = SMALL_BATCH if config.batch_size == TrainConfig.batch_size else config.batch_size
-    precision = "bf16" if native_bf16() else config.step_precision
+    precision = config.step_precision  # an explicit choice is honoured
+    if precision == "auto":
+        precision = "bf16" if native_bf16() else "fp32"
     return replace(config, min_steps=max(config.min_steps, SMALL_MIN_STEPS), batch_size=batch_size,
                    step_precision=precision,
                    class_weighted=config.class_weighted or skewed, decoding=decoding)

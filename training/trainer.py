@@ -46,8 +46,9 @@ class TrainConfig:
     decoding: Literal["auto", "argmax", "fixed"] = "auto"
     seed: int = 13
     # bf16: the training steps' forward and backward under CPU autocast (weights, trunk cache, evaluation and
-    # the exported graphs stay fp32). 1.65x faster on a CPU with native bf16 (small items' recipe).
-    step_precision: Literal["fp32", "bf16"] = "fp32"
+    # the exported graphs stay fp32), 1.65x faster on a CPU with native bf16; auto: the recipe decides (the
+    # small items' recipe takes bf16 where it is native, training/recipes.py), fp32 otherwise.
+    step_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def as_dict(self) -> dict[str, object]:
         values = asdict(self)
@@ -63,7 +64,7 @@ class TrainConfig:
         return max(self.max_epochs, -(-self.min_steps // steps_per_epoch))
 
 
-LATER_FIELDS: dict[str, object] = {"min_steps": 0, "step_precision": "fp32"}
+LATER_FIELDS: dict[str, object] = {"min_steps": 0, "step_precision": "auto"}
 
 
 def native_bf16() -> bool:

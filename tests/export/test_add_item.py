@@ -133,6 +133,7 @@ def test_small_item_recipe() -> None:
     assert small.batch_size == 16 and small.step_precision == ("bf16" if native_bf16() else "fp32")
     assert small.epochs_for(100) == 43  # 7 steps per epoch: 43 epochs reach 300 steps
     assert recipe_config(skewed, TrainConfig(batch_size=8)).batch_size == 8  # an explicit batch is honoured
+    assert recipe_config(skewed, TrainConfig(step_precision="fp32")).step_precision == "fp32"  # and precision
     large = ItemData("y", ScoreRange(0, 2), train=[("a", k % 3) for k in range(1500)], validation=[], test=[])
     assert recipe_config(large, TrainConfig()) == TrainConfig()
     assert TrainConfig().as_dict() == {k: v for k, v in small.as_dict().items()
