@@ -180,7 +180,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
         f"{sizes.get('test', '?')} test answers",
         f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
         f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}",
-        f"- Training: {_steps(metrics.get('steps', {}))}; class weights "
+        f"- Training: {_steps(metrics.get('steps', {}), config['train'])}; class weights "
         f"{'inverse-frequency' if config['train'].get('class_weighted') else 'none'}; decoding rule "
         f"{config['train'].get('decoding', 'auto')}",
         f"- Decoding: {_decoding(config['decoding']['thresholds'])}",
@@ -189,11 +189,17 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
     ])
 
 
-def _steps(steps: dict[str, Any]) -> str:
+def _steps(steps: dict[str, Any], train: dict[str, Any]) -> str:
     if not steps:
         return "steps not recorded"
-    return (f"{steps['trained']} optimiser steps (minimum {steps['minimum']}), the kept epoch after "
+    return (f"{steps['trained']} optimiser steps (minimum {steps['minimum']}) of {train.get('batch_size', '?')} "
+            f"answers in {_precision(str(train.get('step_precision', 'auto')))}, the kept epoch after "
             f"{steps['kept']}")
+
+
+def _precision(step_precision: str) -> str:
+    """What the steps ran in ("auto" is recorded only where the recipe left it unresolved: fp32)."""
+    return "bf16 autocast steps, fp32 weights" if step_precision == "bf16" else "fp32"
 
 
 def _decoding(thresholds: list[float] | None) -> str:

@@ -30,7 +30,7 @@ def test_min_steps_are_trained_and_kept(tiny_backbone: Path, tmp_path: Path) -> 
     steps = json.loads((tmp_path / "steps" / "v1" / "metrics.json").read_text())["steps"]
     assert steps["minimum"] == 40 and steps["trained"] >= 40 and steps["kept"] >= 40, steps
     card = (tmp_path / "steps" / "v1" / "MODEL_CARD.md").read_text()
-    assert f"{steps['trained']} optimiser steps (minimum 40)" in card
+    assert f"{steps['trained']} optimiser steps (minimum 40) of 8 answers in fp32" in card  # every setting shown
 
 
 def test_small_validation_sets_use_fixed_cuts() -> None:
