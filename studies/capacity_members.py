@@ -2,10 +2,9 @@
 
 On the items whose kept candidates (runs/ensemble_probabilities/, written by `scorer ensemble --force`) include
 an MPNet adapter, every kind the build would evaluate with up to three trunks is scored as the build scores
-it (training/ensemble.py: cross-fitted validation predictions) and the pooled rule with stated uncertainty
-states how sure the comparison is (training/choice_uncertainty.py: each kind's gap to the best with its 95 %
-interval, and the cheapest kind within that noise). Test
-QWK is reported for the kinds named, never used. Writes reports/members_capacity.json.
+it (training/ensemble.py: cross-fitted validation predictions), and the paired bootstrap states how sure the
+comparison is (training/choice_uncertainty.py: each kind's gap to the best with its 95 % interval, and the
+cheapest kind within that noise). Test QWK is reported, never used. Writes reports/members_capacity.json.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ def item_entry(candidates: list[Candidate], truth: dict[str, list[int]], max_tru
     entries = []
     for subset in member_subsets([c.backbone for c in candidates], max_trunks):
         choice = evaluate_subset(tuple(candidates[n] for n in subset), truth, fold)
-        assert choice.crossfit_predicted is not None
         entries.append({"signature": "+".join(choice.names), "members": choice.names,
                         "trunk_runs": choice.trunk_runs, "head_runs": choice.head_runs,
                         "crossfit_predicted": encode_labels(choice.crossfit_predicted),

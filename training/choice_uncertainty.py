@@ -53,7 +53,7 @@ def batched_qwk(truth: NDArray[np.int64], predicted: NDArray[np.int64], classes:
 
 
 def cost_of(candidate: dict[str, Any]) -> tuple[int, int]:
-    return int(candidate.get("trunk_runs", 0)), int(candidate.get("head_runs", len(candidate["members"])))
+    return int(candidate["trunk_runs"]), int(candidate["head_runs"])
 
 
 def pooled_decision(ensembles: list[dict[str, Any]], replicates: int = REPLICATES,

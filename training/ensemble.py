@@ -34,7 +34,7 @@ class Choice:
     thresholds: list[float] | None  # tuned on the whole validation set, as served; None: argmax
     validation_qwk: float  # with those thresholds (optimistic: tuned on the same answers)
     test: dict[str, object]  # QWK, accuracy, macro F1 on test (reported, never used to choose)
-    crossfit_predicted: NDArray[np.int64] | None = None  # the validation predictions behind crossfit_qwk
+    crossfit_predicted: NDArray[np.int64]  # the validation predictions behind crossfit_qwk
 
     @property
     def names(self) -> list[str]:

@@ -56,8 +56,7 @@ def _summary(choice: Choice, truth: list[int], lexical_sha256: str) -> dict[str,
             "thresholds": choice.thresholds,
             "review_threshold": review_threshold(mixed_validation, truth, choice.thresholds),
             "trunk_runs": choice.trunk_runs, "head_runs": choice.head_runs,
-            **({"crossfit_predicted": encode_labels(choice.crossfit_predicted)}
-               if choice.crossfit_predicted is not None else {})}
+            "crossfit_predicted": encode_labels(choice.crossfit_predicted)}
 
 
 def apply_choice(ensemble: dict[str, Any], wanted: str | None = None) -> dict[str, Any]:
