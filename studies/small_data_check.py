@@ -66,7 +66,8 @@ def variants(item: ItemData, backbone_name: str, seed: int) -> dict[str, Any]:
     from training.trainer import FeatureSource, predict_proba
 
     backbone = resolve_backbone(backbone_name)
-    config = recipe_config(item, TrainConfig(split_layer=backbone.spec.split_layer, seed=seed), "small")
+    config = recipe_config(item, TrainConfig(split_layer=backbone.spec.split_layer,
+                                                    learning_rate=backbone.spec.learning_rate, seed=seed), "small")
     result = run_training(item, backbone, config, f"{item.item_id}|{seed}")
     encoded = encode_item(item, backbone)
     adapter = Candidate("adapter", "adapter", backbone_name, {

@@ -165,7 +165,7 @@ def restore_current(root: Path, item_id: str, version: str | None) -> None:
 
 
 def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float | None) -> str:
-    test, sizes = metrics.get("test", {}), metrics.get("sizes", {})
+    sizes = metrics.get("sizes", {})
     ceiling = f"{human_qwk:.3f}" if human_qwk is not None else "not known"
     low, high = config["score_range"]["low"], config["score_range"]["high"]
     return "\n".join([
@@ -178,8 +178,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
         f"{config['split_layer']}..{config['num_layers'] - 1}",
         f"- Data: {sizes.get('train', '?')} train / {sizes.get('validation', '?')} validation / "
         f"{sizes.get('test', '?')} test answers",
-        f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
-        f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}",
+        *_quality(metrics, ceiling),
         f"- Training: {_steps(metrics.get('steps', {}), config['train'])}; class weights "
         f"{'inverse-frequency' if config['train'].get('class_weighted') else 'none'}; decoding rule "
         f"{config['train'].get('decoding', 'auto')}",
@@ -187,6 +186,21 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], human_qwk: float
         f"- Needs review below confidence {config['review_threshold']:.2f}",
         "",
     ])
+
+
+def _quality(metrics: dict[str, Any], ceiling: str) -> list[str]:
+    """The held-out figures: the test split's, or with a cross-validated choice the out-of-fold estimate (the
+    served model was then trained on every answer, so its own test figures would be in-sample)."""
+    test, crossval = metrics.get("test", {}), metrics.get("crossval")
+    if crossval:
+        low, high = crossval["interval"]
+        return [f"- Cross-validated QWK {crossval['qwk']:.3f} (95 % {low:.3f}–{high:.3f}; {crossval['folds']} folds "
+                f"over {crossval['answers']} answers; human rater agreement: {ceiling}), served as "
+                f"{crossval['chosen']}; trained on every answer afterwards, so no held-out test figure",
+                "- Configurations compared out of fold: " + ", ".join(
+                    f"{label} {qwk:.3f}" for label, qwk in crossval["configurations"].items())]
+    return [f"- Test QWK {test.get('qwk', float('nan')):.3f} (human rater agreement: {ceiling}); accuracy "
+            f"{test.get('accuracy', float('nan')):.3f}; macro-F1 {test.get('macro_f1', float('nan')):.3f}"]
 
 
 def _steps(steps: dict[str, Any], train: dict[str, Any]) -> str:

@@ -79,21 +79,29 @@ def crossfit_predictions(probabilities: NDArray[np.float64], truth: list[int],
 
 
 def evaluate_subset(members: tuple[Candidate, ...], truth: dict[str, list[int]],
-                    fold: NDArray[np.int64]) -> Choice:
+                    fold: NDArray[np.int64], fixed: FixedDecoding | None = None) -> Choice:
     weights = [1.0] * len(members)
     mixed = {split: combine([member.probabilities[split] for member in members], weights) for split in truth}
     classes = list(range(mixed["validation"].shape[1]))
-    if len(truth["validation"]) < TUNE_MIN_VALIDATION:  # the small-item rule (training/recipes.py): fixed cuts
-        thresholds = [k + 0.5 for k in range(len(classes) - 1)]
-        fixed = np.asarray(decode(mixed["validation"], thresholds), dtype=np.int64)
-        validation_qwk = quadratic_weighted_kappa(truth["validation"], list(fixed), classes)
+    if fixed is not None or len(truth["validation"]) < TUNE_MIN_VALIDATION:
+        # decided elsewhere, or the small-item rule (training/recipes.py): fixed cuts
+        thresholds = fixed.thresholds if fixed is not None else [k + 0.5 for k in range(len(classes) - 1)]
+        decoded = np.asarray(decode(mixed["validation"], thresholds), dtype=np.int64)
+        validation_qwk = quadratic_weighted_kappa(truth["validation"], list(decoded), classes)
         return Choice(members, validation_qwk, thresholds, validation_qwk,
-                      evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes), fixed)
+                      evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes), decoded)
     thresholds, validation_qwk = tune_thresholds(mixed["validation"], truth["validation"])
     test = evaluate(truth["test"], list(decode(mixed["test"], thresholds)), classes)
     predicted = crossfit_predictions(mixed["validation"], truth["validation"], fold)
     return Choice(members, quadratic_weighted_kappa(truth["validation"], list(predicted), classes), thresholds,
                   validation_qwk, test, predicted)
+
+
+@dataclass(frozen=True)
+class FixedDecoding:
+    """Decode every subset with these thresholds (None: argmax), chosen elsewhere: add-item's cross-validated
+    choice (training/crossval.py) decided the decoding on every answer, not on this item's validation split."""
+    thresholds: list[float] | None
 
 
 def member_subsets(trunks: Sequence[str], max_trunks: int = DEFAULT_MAX_TRUNKS) -> list[tuple[int, ...]]:
@@ -104,12 +112,12 @@ def member_subsets(trunks: Sequence[str], max_trunks: int = DEFAULT_MAX_TRUNKS) 
 
 
 def choose(candidates: list[Candidate], truth: dict[str, list[int]], max_trunks: int = DEFAULT_MAX_TRUNKS,
-           seed: int = 13) -> tuple[Choice, list[Choice]]:
+           seed: int = 13, fixed: FixedDecoding | None = None) -> tuple[Choice, list[Choice]]:
     """Every subset within the trunk budget, evaluated; the winner has the best cross-fitted validation QWK
     (ties: fewer members). The first candidate (the default backbone's adapter) is in every subset: it is
     what the fast single-head mode serves, and it keeps each subset's trunk cost comparable."""
     fold = folds_of(truth["validation"], seed)
-    evaluated = [evaluate_subset(tuple(candidates[n] for n in subset), truth, fold)
+    evaluated = [evaluate_subset(tuple(candidates[n] for n in subset), truth, fold, fixed)
                  for subset in member_subsets([member.backbone for member in candidates], max_trunks)]
     best = max(evaluated, key=lambda choice: (round(choice.crossfit_qwk, 6), -len(choice.members)))
     return best, evaluated

@@ -18,7 +18,7 @@ from core.fingerprints import fingerprint
 from training.artifacts import data_fingerprint
 from training.choice_uncertainty import encode_labels
 from training.data import ItemData
-from training.ensemble import Choice, choose
+from training.ensemble import Choice, FixedDecoding, choose
 from training.ensemble_members import Candidate, adapter_candidate, item_adapters, lexical_candidate
 from training.lexical import CHAR_FEATURES, CHAR_NGRAMS, INVERSE_REGULARISATION, WORD_NGRAMS
 from training.pipeline import review_threshold
@@ -118,7 +118,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
                    force: bool = False, backbone_folder: str | None = None,
                    refit_lexical: bool = False, keep_probabilities: Path | None = None,
                    only: set[str] | None = None, primary_key: str | None = None,
-                   write: bool = True) -> tuple[dict[str, Any], bool]:
+                   write: bool = True, fixed: FixedDecoding | None = None) -> tuple[dict[str, Any], bool]:
     """(the item's ensemble.json, whether it was built now): skipped when its members and recipe are the
     ones it was built from. The candidates are evaluated and kept; `apply_choice` decides what is served.
     refit_lexical: the lexical member served is refitted on training + validation answers (small items).
@@ -127,7 +127,8 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     only: the adapter keys that may be members (None: every current adapter of the item).
     primary_key: the adapter key the ensemble is served under and its first member (default: the item's own, the
     default backbone's): an E5 item's ensemble is `x-e5`'s, and never replaces `x`'s.
-    write: False keeps it in memory (add-item writes it only once the floor accepts what it serves)."""
+    write: False keeps it in memory (add-item writes it only once the floor accepts what it serves).
+    fixed: every subset decoded with these thresholds (add-item --select cv chose them on every answer)."""
     records = [record for record in item_adapters(adapters, item.item_id) if only is None or record.item_id in only]
     if primary_key is not None:
         records.sort(key=lambda record: record.item_id != primary_key)
@@ -136,6 +137,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
     ensemble_id = records[0].item_id
     key = fingerprint({"data": data_fingerprint(item.splits()), "recipe": RECIPE, "lexical": lexical,
                        **({"refit_lexical": True} if refit_lexical else {}),
+                       **({"fixed_decoding": fixed.thresholds} if fixed is not None else {}),
                        "max_trunks": max_trunks, "members": [[r.item_id, r.version, r.config.get("fingerprint")]
                                                              for r in records]})
     existing = read_ensemble(adapters, ensemble_id)
@@ -151,7 +153,7 @@ def build_ensemble(item: ItemData, adapters: Path, max_trunks: int, lexical: boo
             skipped = str(exc)
     low = item.score_range.low
     truth = {split: [score - low for _, score in getattr(item, split)] for split in ("validation", "test")}
-    _, evaluated = choose(candidates, truth, max_trunks)
+    _, evaluated = choose(candidates, truth, max_trunks, fixed=fixed)
     if keep_probabilities is not None:
         save_probabilities(keep_probabilities / f"{item.item_id}.npz", candidates, truth)
     lexical_onnx = next((member.onnx for member in candidates if member.kind == "lexical"), b"")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,16 @@ class QualityRefused(RuntimeError):
         super().__init__(message)
         self.item_id = item_id
         self.version = version
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Decoding and review threshold chosen before training, on every answer's out-of-fold predictions
+    (add-item --select cv, training/crossval.py), and the figures behind them for the model card. The model
+    is then trained on every answer, so its own validation and test figures are in-sample."""
+    thresholds: list[float] | None
+    review_threshold: float
+    figures: dict[str, object]
 
 
 REVIEW_TARGET_ACCURACY = 0.9  # answers at or above the review threshold were right this often on validation
@@ -93,12 +103,13 @@ def run_training(item: ItemData, backbone: ResolvedBackbone, config: TrainConfig
 def train_adapter(
     item: ItemData, root: Path, config: TrainConfig, backbone_name: str = "minilm-en",
     force: bool = False, human_qwk: float | None = None, min_test_qwk: float | None = None,
-    member_tag: str = "",
+    member_tag: str = "", decided: Decided | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Train and save a new version unless the current one was made from the same data and settings.
 
     member_tag: stored as <key>-<tag> (asap-07-r2), an extra ensemble member beside the item's own adapter,
     which it never replaces (that one stays what the fast single-head mode serves).
+    decided: decoding and review threshold chosen by cross-validation (add-item --select cv).
     Returns (config of the current version, whether it was trained now)."""
     backbone = resolve_backbone(backbone_name)
     # Each backbone's adapter of an item has its own key (asap-01 / asap-01-e5): neither overwrites the other.
@@ -128,8 +139,9 @@ def train_adapter(
         "text_prefix": backbone.spec.text_prefix,
         "pooling": backbone.spec.pooling,
         "train": config.as_dict(),
-        "decoding": {"thresholds": result.thresholds},
-        "review_threshold": review_threshold(val_probs, data["validation"][1], result.thresholds),
+        "decoding": {"thresholds": decided.thresholds if decided else result.thresholds},
+        "review_threshold": decided.review_threshold if decided else
+        review_threshold(val_probs, data["validation"][1], result.thresholds),
         "fingerprint": fingerprint,
         **({"member_tag": member_tag} if member_tag else {}),
     }
@@ -142,6 +154,7 @@ def train_adapter(
         "seconds": result.seconds,
         "human_qwk": human_qwk,
         "trainable_parameters": sum(int(t.numel()) for t in adapter_state(model).values()),
+        **({"crossval": decided.figures} if decided else {}),
     }
     card = model_card({**adapter_config, "version": "next"}, metrics, human_qwk)
     record = save_adapter(root, adapter_config, adapter_state(model), metrics, "", make_current=not refused)
