@@ -15,6 +15,7 @@ from studies.report_pilots import (
     capacity_section,
     domain_members_section,
     e5_recipe_section,
+    e5_shipped_section,
     mpnet_section,
     shape_section,
 )
@@ -209,7 +210,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
         weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),
         capacity_section(out, adapters),
-        shape_section(out), e5_recipe_section(out), _time_section(items),
+        shape_section(out), e5_recipe_section(out), e5_shipped_section(adapters), _time_section(items),
         _config_section(items), _sweep_section(out / "sweep.json"),
         _decoding_section(out / "decoding.json"), _reproduce_section(),
         ["## Plots", "", "![training curves](training_curves.png)", "",
