@@ -82,7 +82,8 @@ def report(results: dict[str, Any], split_based: dict[str, Any], path: Path = OU
     for key, row in sorted(results.items()):
         other = split_based.get(key, {})
         low, high = row["cv_interval"]
-        lines.append(f"| {key} | {row['cv_chosen']} | {row['cv_qwk']:.3f} ({low:.3f}–{high:.3f}) | "
+        sample = key.replace("|", " seed ")  # a bare | would split the table cell
+        lines.append(f"| {sample} | {row['cv_chosen']} | {row['cv_qwk']:.3f} ({low:.3f}–{high:.3f}) | "
                      f"{row['cv_refit_steps']} | {row['cv_test']:.3f} | {other.get('now', float('nan')):.3f} | "
                      f"{other.get('tfidf', float('nan')):.3f} | {row['seconds']:.0f} |")
     lines += ["", "| language | samples | CV test | split test | CV − split (paired, SE) | CV − TF-IDF | "
@@ -100,6 +101,8 @@ def report(results: dict[str, Any], split_based: dict[str, Any], path: Path = OU
                      f"({se:.3f}) | {(cv - tfidf).mean():+.3f} | "
                      f"{np.mean([results[k]['seconds'] for k in keys]):.0f} | "
                      f"{np.mean([split_based[k]['seconds'] for k in keys]):.0f} |")
+    lines += ["", "Seconds are wall time per sample on the 2-core machine as the run went; this session's run shared "
+              "the cores with other training, so they are not a timing (add-item's own time is in docs/add-item.md)."]
     written = path.with_suffix(".md")
     written.write_text("\n".join(lines) + "\n")
     return written

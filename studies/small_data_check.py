@@ -125,7 +125,8 @@ def report(results: dict[str, Any], path: Path = RESULTS, against: Path | None =
              "| steps (kept) |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for key, row in sorted(results.items()):
-        lines.append(f"| {key} | {row['language']} | {row['train']} / {row['validation']} / {row['test']} | "
+        sample = key.replace("|", " seed ")  # a bare | would split the table cell
+        lines.append(f"| {sample} | {row['language']} | {row['train']} / {row['validation']} / {row['test']} | "
                      f"{row['before']:.3f} | {row['now']:.3f} ({row['now_served']}) | "
                      f"{row['argmax']:.3f} ({row['argmax_served']}) | "
                      f"{row['tfidf']:.3f} | "
