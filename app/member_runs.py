@@ -9,6 +9,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,8 @@ class MemberRuns:
         self.max_batch_rows = max_batch_rows
         self.min_bucket_tokens = min_bucket_tokens
         self.review_threshold = review_threshold
+        # One thread for lexical members (CPU string ops): overlaps them with the trunk and head runs.
+        self.lexical_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexical")
 
     def score(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> list[Outcome]:
         items = dict(items)  # one snapshot: a reload swapping an item mid-call cannot split its rows
@@ -134,9 +137,23 @@ class MemberRuns:
                 (on_trunk[member.backbone] if member.on_trunk else on_text).append((index, member_index))
         parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
         features: Features = {}
-        for name, pairs in on_trunk.items():
-            self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes, features)
-        self._run_lexical(rows, specs, on_text, parts, outcomes)
+        # Lexical members run on their own thread while the trunks run (both release the GIL in ONNX Runtime):
+        # on a GPU host they would otherwise hold the whole batch on one CPU core after the device is done.
+        # They write into their own dicts, merged after both finish.
+        lexical_parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
+        lexical_errors: dict[int, Outcome] = {}
+        pending = self.lexical_worker.submit(self._run_lexical, rows, specs, on_text, lexical_parts,
+                                             dict(outcomes), lexical_errors) if on_text else None
+        try:
+            for name, pairs in on_trunk.items():
+                self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes, features)
+        finally:
+            if pending is not None:
+                pending.result()
+        for index, members in lexical_parts.items():
+            parts[index].update(members)
+        for index, lexical_error in lexical_errors.items():
+            outcomes.setdefault(index, lexical_error)
         self._combine(rows, specs, parts, outcomes, features)
         return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
 
@@ -191,10 +208,12 @@ class MemberRuns:
                 _run_batched(trunk.grouped, hidden, mask, batched, parts, features)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
-                     parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome]) -> None:
+                     parts: dict[int, dict[int, Probabilities]], failed: dict[int, Outcome],
+                     outcomes: dict[int, Outcome]) -> None:
+        """`failed`: rows that had failed before any member ran (skipped); errors go into `outcomes`."""
         groups: dict[MemberKey, list[int]] = defaultdict(list)
         for index, member_index in pairs:
-            if index not in outcomes:
+            if index not in failed:
                 groups[(specs[index].item_id, member_index)].append(index)
         for (_, member_index), indices in groups.items():
             started = time.perf_counter()
