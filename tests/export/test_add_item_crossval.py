@@ -45,7 +45,7 @@ def test_cross_validated_item_is_trained_on_every_answer_and_served_as_chosen(ti
 def test_cross_validated_refusal_is_accepted_as_kept(tiny_backbone: Path, tmp_path: Path) -> None:
     data = write_item_file(tmp_path / "new.csv", rows=60)
     adapters, out = tmp_path / "adapters", tmp_path / "onnx"
-    with pytest.raises(QualityRefused, match="cross-validated QWK .* over 60 answers") as refused:
+    with pytest.raises(QualityRefused, match=r"cross-validated QWK .* over 60 answers") as refused:
         add_item("weak-cv", data, ScoreRange(0, 3), adapters, out, FAST, min_test_qwk=1.01,
                  backbone=str(tiny_backbone), recipe="standard", select="cv")
     assert "--accept v1" in str(refused.value) and current_record(adapters, "weak-cv") is None
