@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,21 +34,33 @@ GOAL_US = 40.0
 
 
 class OrtClock:
-    """Adds up the wall time spent inside every InferenceSession.run (the model's time, not the host's)."""
+    """The wall time during which some InferenceSession.run is under way (the model's time, not the host's).
+
+    Runs may overlap (lexical members run on their own thread beside the trunk, app/member_runs.py), so the
+    clock counts the union of the run intervals, never more than the wall time itself."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self._original: Callable[..., Any] = ort.InferenceSession.run
+        self._lock = threading.Lock()
+        self._active = 0
+        self._since = 0.0
 
     def __enter__(self) -> OrtClock:
         original = self._original
 
         def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            with self._lock:
+                if self._active == 0:
+                    self._since = time.perf_counter()
+                self._active += 1
             try:
                 return original(session, *args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                with self._lock:
+                    self._active -= 1
+                    if self._active == 0:
+                        self.seconds += time.perf_counter() - self._since
 
         ort.InferenceSession.run = timed
         return self
