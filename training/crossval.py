@@ -128,7 +128,11 @@ def cross_validate(answers: Rows, item: ItemData, backbone: ResolvedBackbone, co
         kept.append(result.kept_steps)
         sizes.append(len(inner_train))
         if lexical:
-            out_of_fold["lexical"][held] = lexical_probabilities(rest, fold_item.test, item, config.seed)
+            try:
+                out_of_fold["lexical"][held] = lexical_probabilities(rest, fold_item.test, item, config.seed)
+            except ValueError:  # one score only in these folds' answers: the adapter is compared alone
+                lexical = False
+                del out_of_fold["lexical"]
     qwk = {}
     for configuration in [Configuration(with_lexical, decoding) for with_lexical in (False, True)[:len(out_of_fold)]
                           for decoding in DECODINGS]:
