@@ -10,29 +10,26 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from app import metrics
 from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
+from app.batched_run import BatchedGroup, Features, Probabilities, keep, keep_features, run_batched
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
 from app.trunks import Trunk, require_trunks
-from core.decoding import decode, softmax
+from core.decoding import decode
 from core.ensemble import combine
 from core.evidence import Evidence, EvidenceIndex
-from core.grouped_head import GroupedHeads, GroupedMember
+from core.grouped_head import GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
 from core.onnx_runtime import FloatArray, pad, run_trunk
 
 log = logging.getLogger("scorer.engine")
-Probabilities = NDArray[np.float64]
 MemberKey = tuple[str, int]  # (item id, member index)
-Features = dict[int, FloatArray]  # row index -> the evidence member's pooled features (explain rows only)
 
 
 def evidence_member(spec: ItemSpec) -> int | None:
@@ -57,49 +54,6 @@ def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk],
     prepared_for = {*row.others, spec.backbones[0], *((LEXICAL_FORMAT,) if row.text is not None else ())}
     if not needed <= prepared_for:
         raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
-
-
-@dataclass(frozen=True)
-class BatchedGroup:
-    """One item member's rows of a trunk chunk, for the batched head run."""
-
-    member_index: int
-    positions: list[int]  # in the chunk
-    indices: list[int]  # in the call's rows
-    head: GroupedMember
-    explained: list[int]  # the rows among `indices` whose pooled features are kept (explain)
-
-
-def _keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices: list[int],
-          logits: np.ndarray) -> None:
-    for index, probabilities in zip(indices, softmax(logits), strict=True):
-        parts[index][member_index] = probabilities
-
-
-def _keep_features(features: Features, indices: list[int], explained: list[int], pooled: FloatArray | None) -> None:
-    if pooled is None or not explained:
-        return
-    wanted = set(explained)
-    features.update((index, pooled[position]) for position, index in enumerate(indices) if index in wanted)
-
-
-def _run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
-                 parts: dict[int, dict[int, Probabilities]], features: Features) -> None:
-    """Every group in one run of the trunk's batched head graph."""
-    started = time.perf_counter()
-    positions = [position for group in groups for position in group.positions]
-    slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64) for slot, group in enumerate(groups)])
-    width = int(mask[positions].sum(axis=1).max())
-    logits, pooled = heads.run(np.ascontiguousarray(hidden[positions, :width]),
-                               np.ascontiguousarray(mask[positions, :width]), slots, [group.head for group in groups],
-                               pooled=any(group.explained for group in groups))
-    metrics.stage("head").observe(time.perf_counter() - started)
-    start = 0
-    for group in groups:
-        end = start + len(group.positions)
-        _keep(parts, group.member_index, group.indices, logits[start:end, : group.head.labels])
-        _keep_features(features, group.indices, group.explained, None if pooled is None else pooled[start:end])
-        start = end
 
 
 class MemberRuns:
@@ -201,11 +155,11 @@ class MemberRuns:
                     outcomes.update((index, error) for index in indices)
                     continue
                 metrics.stage("head").observe(time.perf_counter() - started)
-                _keep(parts, member_index, indices, logits)
-                _keep_features(features, indices, explained, pooled)
+                keep(parts, member_index, indices, logits)
+                keep_features(features, indices, explained, pooled)
             if batched:
                 assert trunk.grouped is not None  # its members are made only where the trunk has the graph
-                _run_batched(trunk.grouped, hidden, mask, batched, parts, features)
+                run_batched(trunk.grouped, hidden, mask, batched, parts, features)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
                      parts: dict[int, dict[int, Probabilities]], failed: dict[int, Outcome],

@@ -1,13 +1,16 @@
 """The batched head graph at run time: one session run scores the rows of every item in a micro-batch.
 
 Each item's per-item tensors (LoRA A/B of every adapted linear + classifier) are read once from its
-.onnx_adapter file into numpy; a run stacks the tensors of the items present (slots) and tells each row its
-slot. Classifiers of different score ranges are zero-padded to the widest; each item reads back only its own
-columns. ORT's LoRA-adapter mechanism is not used here: it binds one adapter per run (export/graphs.py
-GroupedHead says why one run per batch matters)."""
+.onnx_adapter file into numpy and stacked, with every other live item's, into resident arrays (slots); a run
+tells each row its slot. Stacking per run cost 100 us per row on one core (bench/host_path.py, 30 items, 256
+rows per batch): the host time that kept a GPU waiting. Classifiers of different score ranges are
+zero-padded to the widest; each item reads back only its own columns. ORT's LoRA-adapter mechanism is not
+used here: it binds one adapter per run (export/graphs.py GroupedHead says why one run per batch matters)."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +20,9 @@ import onnxruntime as ort
 from core.onnx_runtime import FloatArray, IntArray, head_outputs, load_session
 
 FIXED_INPUTS = ("hidden_states", "attention_mask", "row_slot")
+# Past this many live members a run stacks only its own (the resident copy would double the heads' memory
+# at a scale where a batch holds a small share of the items anyway).
+MAX_RESIDENT = 256
 
 
 def read_adapter_tensors(path: Path) -> dict[str, FloatArray]:
@@ -33,6 +39,10 @@ class GroupedHeads:
     def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
         self.session = load_session(path, threads, arena=False, device=device)
         self.names = [item.name for item in self.session.get_inputs() if item.name not in FIXED_INPUTS]
+        self._lock = threading.Lock()
+        # member -> its slot in `_stacked`; weak: a member the head cache dropped leaves at the next rebuild.
+        self._slot_of: weakref.WeakKeyDictionary[GroupedMember, int] = weakref.WeakKeyDictionary()
+        self._stacked: dict[str, np.ndarray] = {}
 
     def logits(self, hidden: FloatArray, mask: IntArray, row_slot: IntArray,
                slots: Sequence[GroupedMember]) -> FloatArray:
@@ -43,15 +53,31 @@ class GroupedHeads:
     def run(self, hidden: FloatArray, mask: IntArray, row_slot: IntArray, slots: Sequence[GroupedMember],
             pooled: bool) -> tuple[FloatArray, FloatArray | None]:
         """logits as above, and each row's pooled features where asked for (and the graph has them)."""
-        widest = max(member.labels for member in slots)
+        resident = self._resident(slots)
+        if resident is None:
+            stacked, slot_map = self._stack(slots), np.arange(len(slots), dtype=np.int64)
+        else:
+            stacked, slot_map = resident
         feeds: dict[str, np.ndarray] = {"hidden_states": hidden, "attention_mask": mask,
-                                        "row_slot": row_slot.astype(np.int64, copy=False)}
-        for name in self.names:
-            if name.startswith("classifier."):
-                feeds[name] = _padded([member.tensors[name] for member in slots], widest)
-            else:
-                feeds[name] = np.stack([member.tensors[name] for member in slots])
+                                        "row_slot": slot_map[np.asarray(row_slot, dtype=np.int64)], **stacked}
         return head_outputs(self.session, feeds, pooled)
+
+    def _resident(self, slots: Sequence[GroupedMember]) -> tuple[dict[str, np.ndarray], IntArray] | None:
+        """The resident stack and each call slot's place in it, rebuilt when a member is new to it."""
+        with self._lock:
+            if any(member not in self._slot_of for member in slots):
+                live = list(dict.fromkeys([*self._slot_of.keys(), *slots]))
+                if len(live) > MAX_RESIDENT:
+                    return None
+                self._stacked = self._stack(live)
+                self._slot_of = weakref.WeakKeyDictionary({member: slot for slot, member in enumerate(live)})
+            slot_map = np.fromiter((self._slot_of[member] for member in slots), dtype=np.int64, count=len(slots))
+            return self._stacked, slot_map
+
+    def _stack(self, members: Sequence[GroupedMember]) -> dict[str, np.ndarray]:
+        widest = max(member.labels for member in members)
+        return {name: _padded([member.tensors[name] for member in members], widest) if name.startswith("classifier.")
+                else np.stack([member.tensors[name] for member in members]) for name in self.names}
 
 
 def _padded(arrays: list[FloatArray], widest: int) -> FloatArray:

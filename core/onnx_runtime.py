@@ -4,6 +4,7 @@ sessions, the tokenizer wrapper, the trunk run (written once, here) and the two 
 from __future__ import annotations
 
 import ctypes
+from itertools import chain
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from core.answer_tokens import AnswerTokens, EncodedAnswer
+from core.word_pieces import WordPieceCache
 
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
@@ -55,27 +57,49 @@ class TextEncoder:
         self.tokenizer.enable_truncation(max_length=max_length)
         self.prefix = prefix
         self.answer_tokens = AnswerTokens(self.tokenizer, len(prefix))
+        # Plain-ASCII answers skip the tokenizer's pipeline (core/word_pieces.py); others go through it.
+        self.word_pieces = WordPieceCache.for_tokenizer(self.tokenizer, max_length) if not prefix else None
 
     def encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+        if self.word_pieces is not None:
+            return [(ids, truncated) for ids, truncated, _ in self._encode_cached(texts)]
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [(encoding.ids, bool(encoding.overflowing)) for encoding in encodings]
 
     def encode_answers(self, texts: list[str]) -> list[EncodedAnswer]:
         """Ids plus what the service needs to know of them: digest, readable and unknown token counts."""
         if self.answer_tokens.fast:  # no offsets needed (core/answer_tokens.py)
-            return [self.answer_tokens.summarise_fast(encoding)
-                    for encoding in self.tokenizer.encode_batch_fast([self.prefix + text for text in texts])]
+            if self.word_pieces is not None:
+                return self.answer_tokens.summarise_fast(self._encode_cached(texts))
+            return self.answer_tokens.summarise_fast([
+                (encoding.ids, bool(encoding.overflowing), encoding.special_tokens_mask)
+                for encoding in self.tokenizer.encode_batch_fast([self.prefix + text for text in texts])])
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [self.answer_tokens.summarise(encoding) for encoding in encodings]
 
+    def _encode_cached(self, texts: list[str]) -> list[tuple[list[int], bool, list[int] | None]]:
+        """ids, truncated and special-tokens mask (None: [CLS] first and [SEP] last) per text: the word cache
+        where it applies, the tokenizer for the rest in one batch."""
+        assert self.word_pieces is not None
+        cached = self.word_pieces.encode_many(texts)
+        rest = [index for index, result in enumerate(cached) if result is None]
+        encodings = iter(self.tokenizer.encode_batch_fast([texts[index] for index in rest]) if rest else [])
+        rows: list[tuple[list[int], bool, list[int] | None]] = []
+        for result in cached:
+            if result is None:
+                encoding = next(encodings)
+                rows.append((encoding.ids, bool(encoding.overflowing), encoding.special_tokens_mask))
+            else:
+                rows.append((result[0], result[1], None))
+        return rows
+
 
 def pad(rows: list[list[int]]) -> tuple[IntArray, IntArray]:
-    width = max(len(row) for row in rows)
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for position, row in enumerate(rows):
-        ids[position, : len(row)] = row
-        mask[position, : len(row)] = 1
+    """Right-padded ids and their attention mask, filled for all rows at once (a row at a time was 3 us per row)."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    mask = (np.arange(int(lengths.max())) < lengths[:, None]).astype(np.int64)
+    ids = np.zeros(mask.shape, dtype=np.int64)
+    ids[mask.astype(bool)] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
     return ids, mask
 
 

@@ -4,12 +4,14 @@ rows alone refused."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import core.grouped_head
 from app.backend import AnswerRow, Scored, score_now
 from app.errors import ItemUnavailable
 from app.onnx_backend import OnnxBackend
@@ -44,6 +46,40 @@ def test_the_batched_graph_gives_each_row_its_own_items_logits(tiny_artifacts: P
         alone = AdapterHead(shared, spec.serving_members[0].path).logits(hidden[rows], mask[rows])
         assert np.abs(batched[rows, : alone.shape[1]] - alone).max() < 1e-4
         assert np.abs(members[slot].logits(hidden[rows], mask[rows]) - alone).max() < 1e-4
+
+
+def test_resident_slots_give_what_stacking_per_run_gives(tiny_artifacts: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls name their members in any order and subset; a member new to the stack rebuilds it without the
+    members nobody holds any more; past MAX_RESIDENT a run stacks its own members as before."""
+    artifacts = load_artifacts(tiny_artifacts)
+    files = next(iter(artifacts.backbones.values()))
+    assert files.grouped_head_path is not None
+    encoder = TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix)
+    ids, mask = pad([row for row, _ in encoder.encode(ANSWERS * 2)])
+    hidden = run_trunk(load_session(files.trunk_path, 1, arena=True), ids, mask)
+    paths = [spec.serving_members[0].path for spec in artifacts.items.values()]
+    heads = GroupedHeads(files.grouped_head_path, 1)
+    per_run = GroupedHeads(files.grouped_head_path, 1)
+    monkeypatch.setattr(core.grouped_head, "MAX_RESIDENT", len(paths) + 1)
+    first, second = GroupedMember(heads, paths[0]), GroupedMember(heads, paths[1])
+    slots = np.arange(len(ANSWERS) * 2) % 2
+
+    def expected(members: list[GroupedMember]) -> np.ndarray:
+        monkeypatch.setattr(core.grouped_head, "MAX_RESIDENT", 0)
+        try:
+            return per_run.logits(hidden, mask, slots, members)
+        finally:
+            monkeypatch.setattr(core.grouped_head, "MAX_RESIDENT", len(paths) + 1)
+
+    for members in ([first, second], [second, first], [first, first]):
+        assert np.abs(heads.logits(hidden, mask, slots, members) - expected(members)).max() < 1e-6
+    assert len(heads._slot_of) == 2
+    del first, members  # (the loop variable held it too)
+    gc.collect()
+    third = GroupedMember(heads, paths[0])  # the same item reloaded: a new member object
+    assert np.abs(heads.logits(hidden, mask, slots, [third, second]) - expected([third, second])).max() < 1e-6
+    assert len(heads._slot_of) == 2 and next(iter(heads._stacked.values())).shape[0] == 2  # the dead one left
 
 
 def test_the_engine_answers_alike_with_batched_and_per_item_heads(tiny_artifacts: Path) -> None:
