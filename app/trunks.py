@@ -57,9 +57,11 @@ def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: s
     use_grouped = settings.grouped_heads == "on" or (settings.grouped_heads == "auto" and device == "cuda")
     batched = (GroupedHeads(files.grouped_head_path, threads, device)
                if use_grouped and files.grouped_head_path else None)
-    # The per-item head graph only where the batched one does not serve the adapter heads.
-    head = (load_session(files.adapter_head_path, threads, arena=False, device=device)
-            if files.adapter_head_path and batched is None else None)
+    # The per-item head graph only where the batched one does not serve the adapter heads; int8 beside the
+    # int8 trunk, where the export made one (its QWK change was measured with both together).
+    head_path = files.int8_head_path if path == files.int8_path and files.int8_head_path else files.adapter_head_path
+    head = (load_session(head_path, threads, arena=False, device=device)
+            if head_path and batched is None else None)
     log.info("trunk %s (%s) on %s, %s heads", files.name, path.name, device, "batched" if batched else "per-item")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
                  batched, path)

@@ -39,7 +39,7 @@ class Sizes:
 
 
 QUICK = Sizes(ns=(27,), cold_samples=20, warm_samples=300, latency_requests=40, throughput_answers=128,
-              http_seconds=4, http_clients=8, full_pool=27, engine_int8=False)
+              http_seconds=4, http_clients=8, full_pool=27, engine_int8=True)
 FULL = Sizes(ns=(10, 27, 100, 1000), cold_samples=60, warm_samples=2000, latency_requests=120,
              throughput_answers=512, http_seconds=20, http_clients=16, full_pool=27, engine_int8=True)
 BATCH = 32

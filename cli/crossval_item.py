@@ -13,14 +13,12 @@ from typing import Any
 
 from training.artifacts import current_record
 from training.backbones import resolve_backbone
-from training.crossval import CrossValidation, cross_validate, mixed, refit_config
-from training.data import ItemData, stratified_split
+from training.crossval import CrossValidation, cross_validate, mixed, refit_config, refit_item
+from training.data import ItemData
 from training.ensemble import FixedDecoding
 from training.ensemble_build import apply_choice, build_ensemble
 from training.pipeline import Decided, review_threshold, train_adapter
 from training.trainer import TrainConfig
-
-CURVE_SHARE = 0.1  # answers the trainer's per-epoch curve is drawn on (they are trained on too; nothing is chosen)
 
 
 @dataclass
@@ -65,9 +63,8 @@ def served_item_of(item: ItemData, seed: int) -> ItemData:
     """The item the served model is trained and exported on: every answer in train, a slice of them as
     validation and test (the trainer's curve and export's parity check; in-sample, nothing is chosen on them).
     Deterministic, so `--accept` of a refused cross-validated run rebuilds the same item from the same file."""
-    answers = [*item.train, *item.validation, *item.test]
-    _, curve = stratified_split(answers, CURVE_SHARE, seed)
-    return replace(item, train=answers, validation=curve, test=curve)
+    refit = refit_item(item, [*item.train, *item.validation, *item.test], seed)
+    return replace(refit, test=refit.validation)
 
 
 def crossval_figures(adapters: Path, key: str) -> dict[str, Any] | None:

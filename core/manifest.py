@@ -114,6 +114,7 @@ class BackboneFiles:
     grouped_head_path: Path | None  # the batched head graph (core/grouped_head.py), where exported
     fused_path: Path | None  # the fused fp32 trunk (export/fused.py), only where it validated
     int8_path: Path | None  # only where the export allowed it
+    int8_head_path: Path | None  # the per-item head graph in int8, served with the int8 trunk (export/reduced.py)
     fp16_path: Path | None  # likewise; for the GPU
     max_length: int
     text_prefix: str
@@ -159,6 +160,7 @@ def backbone_files(root: Path, entry: dict[str, Any]) -> BackboneFiles:
         grouped_head_path=root / str(grouped["file"]) if grouped else None,
         fused_path=root / str(fused["file"]) if fused and fused.get("allowed") else None,
         int8_path=root / str(int8["file"]) if int8 and int8.get("allowed") else None,
+        int8_head_path=root / str(int8["head"]["file"]) if int8 and int8.get("allowed") and "head" in int8 else None,
         fp16_path=root / str(fp16["file"]) if fp16 and fp16.get("allowed") else None,
         max_length=int(entry["backbone"]["max_length"]),
         text_prefix=str(entry["backbone"].get("text_prefix", "")),

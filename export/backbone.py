@@ -122,7 +122,8 @@ def export_backbone(name: str, records: dict[str, AdapterRecord], folder: Path, 
             source = folder / ("trunk.fused.onnx" if variant == "fp16" and fused_ok else "trunk.onnx")
             entry[variant] = reduced_variant(variant, items, folder, tokenizer, entry, options, source)
         elif (variant in old_entry and (folder / f"trunk.{variant}.onnx").is_file()
-              and old_trunk.get("key") == trunk_key):
+              and old_trunk.get("key") == trunk_key
+              and ("head" not in old_entry[variant] or (out / old_entry[variant]["head"]["file"]).is_file())):
             entry[variant] = old_entry[variant]
     return entry
 

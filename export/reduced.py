@@ -1,4 +1,9 @@
-"""Reduced-precision trunks: int8 for the CPU, fp16 for the GPU, each allowed only by its measured QWK change."""
+"""Reduced-precision trunks: int8 for the CPU, fp16 for the GPU, each allowed only by its measured QWK change.
+
+On the CPU the per-item heads cost more than the trunk (60 % of node time, bench/results/op_profile.json), so
+int8 also quantizes the backbone's shared per-item head graph: its frozen weights only. The LoRA and classifier
+tensors each item's .onnx_adapter file supplies stay fp32 graph inputs, so one int8 head graph serves every item
+and the QWK change is measured with both int8 graphs together."""
 
 from __future__ import annotations
 
@@ -28,6 +33,36 @@ def _write_reduced_trunk(variant: str, source: Path, path: Path) -> None:
     # GPU: fp16 weights and activations; the graph's inputs/outputs keep their types, so the service and
     # the heads (fp32) feed and read it unchanged.
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(path))
+
+
+def _write_int8_head(source: Path, path: Path) -> None:
+    """The head graph with its frozen MatMul weights int8 (dynamic, per channel); what adapters override stays.
+
+    ORT's quantizer rewrites the classifier Gemm into MatMul + Add on a transposed weight and drops
+    overridable initializers from the inputs; both break the adapter files, so the original Gemm and every
+    original input are put back (the quantizer offers no switch for either)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    original = onnx.load(str(source))
+    graph = original.graph
+    overridable = {value.name for value in graph.input}
+    frozen = {initializer.name for initializer in graph.initializer} - overridable
+    nodes = [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in frozen]
+    quantize_dynamic(str(source), str(path), per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+    quantized = onnx.load(str(path))
+    gemms = [node for node in graph.node if node.op_type == "Gemm"]
+    rewritten = {f"{gemm.name}_MatMul" for gemm in gemms} | {f"{gemm.name}_Add" for gemm in gemms}
+    kept = [node for node in quantized.graph.node if node.name not in rewritten]
+    del quantized.graph.node[:]
+    quantized.graph.node.extend([*kept, *gemms])  # the classifier reads the last tensors: order stays topological
+    gemm_weights = {gemm.input[1] for gemm in gemms}
+    for initializer in [i for i in quantized.graph.initializer if i.name in gemm_weights]:
+        quantized.graph.initializer.remove(initializer)
+    quantized.graph.initializer.extend(i for i in graph.initializer if i.name in gemm_weights)
+    present = {value.name for value in quantized.graph.input}
+    quantized.graph.input.extend(value for value in graph.input if value.name not in present)
+    onnx.save(quantized, str(path))
 
 
 def shared_head_session(entry: dict[str, Any], options: ExportOptions) -> ort.InferenceSession | None:
@@ -63,6 +98,11 @@ def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path
     _write_reduced_trunk(variant, source, path)
     trunk8 = load_session(path, options.threads, arena=True)
     shared = shared_head_session(entry, options)
+    head_path: Path | None = None
+    if variant == "int8" and shared is not None:
+        head_path = out / entry["adapter_head"]["file"].replace(".onnx", ".int8.onnx")
+        _write_int8_head(out / entry["adapter_head"]["file"], head_path)
+        shared = load_session(head_path, options.threads, arena=False)
     changes: dict[str, float] = {}
     for item_id, item in items.items():
         qwk8 = qwk_with_trunk(trunk8, item_head(item, shared, options), item_id, item, tokenizer,
@@ -73,11 +113,14 @@ def reduced_variant(variant: str, items: dict[str, dict[str, Any]], folder: Path
         changes[item_id] = qwk8 - item["qwk"]["test"]["qwk_onnx"]
     mean_change = float(np.mean(list(changes.values()))) if changes else float("nan")
     allowed = bool(changes) and -mean_change <= MAX_MEAN_QWK_DROP
-    options.log(f"{entry['backbone']['name']} {variant} trunk: mean test-QWK change {mean_change:+.4f} "
+    graphs = "trunk + head" if head_path else "trunk"
+    options.log(f"{entry['backbone']['name']} {variant} {graphs}: mean test-QWK change {mean_change:+.4f} "
                 f"-> allowed={allowed}")
     return {
         "file": str(path.relative_to(out)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "test_qwk_change": changes, "mean_test_qwk_change": mean_change, "allowed": allowed,
         "rule": f"serving may use {variant} only when the mean test-QWK drop is <= {MAX_MEAN_QWK_DROP}",
         "measured_on": "CPUExecutionProvider", "made_from": source.name,
+        **({"head": {"file": str(head_path.relative_to(out)), "sha256": file_sha256(head_path),
+                     "bytes": head_path.stat().st_size}} if head_path is not None else {}),
     }

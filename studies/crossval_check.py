@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from tqdm import tqdm
 from core.decoding import decode
 from studies.small_data_check import BACKBONE, RESULTS, SAMPLES, item_of
 from training.backbones import resolve_backbone
-from training.crossval import cross_validate, lexical_probabilities, mixed, refit_config
-from training.data import stratified_split
+from training.crossval import cross_validate, lexical_probabilities, mixed, refit_config, refit_item
 from training.metrics import quadratic_weighted_kappa
 from training.recipes import recipe_config
 from training.trainer import TrainConfig
@@ -45,10 +43,7 @@ def crossval_sample(name: str, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     validation = cross_validate(answers, item, backbone, config)
     chosen_at = time.perf_counter()
-    # The served model: every answer, the chosen steps; a 10 % slice of them (seen in training) only feeds the
-    # trainer's per-epoch curve, nothing is chosen on it.
-    _, curve_rows = stratified_split(answers, 0.1, seed)
-    served = replace(item, train=answers, validation=curve_rows)
+    served = refit_item(item, answers, seed)  # the served model: every answer, the chosen steps
     result = run_training(served, backbone, refit_config(config, validation), f"{name}|{seed} refit")
     source = FeatureSource(result.model, encode_item(served, backbone)["test"][0], cache_trunk=False, batch_size=32)
     probabilities = {"adapter": predict_proba(result.model, source, 32)}

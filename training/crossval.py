@@ -36,6 +36,8 @@ from training.metrics import quadratic_weighted_kappa
 from training.pipeline import encode_item, run_training
 from training.trainer import FeatureSource, TrainConfig, predict_proba
 
+CURVE_SHARE = 0.1  # of the answers, the refit's curve slice (refit_item)
+
 FOLDS = 5
 INNER_VALIDATION = 0.1  # each fold's early stopping, as add-item's own split
 DECODINGS = ("cuts", "argmax", "tuned")
@@ -122,7 +124,7 @@ def cross_validate(answers: Rows, item: ItemData, backbone: ResolvedBackbone, co
         if progress:
             progress(f"fold {number + 1}/{folds}")
         result = run_training(fold_item, backbone, config, f"{item.item_id} fold {number + 1}/{folds}")
-        encoded = encode_item(fold_item, backbone)["test"][0]
+        encoded = encode_item(replace(fold_item, train=[], validation=[]), backbone)["test"][0]  # held-out only
         source = FeatureSource(result.model, encoded, cache_trunk=False, batch_size=32)
         out_of_fold["adapter"][held] = predict_proba(result.model, source, 32)
         kept.append(result.kept_steps)
@@ -181,6 +183,13 @@ def refit_steps(kept: list[int], fold_train_answers: list[int], answers: int) ->
     """The folds' median early-stopped steps, scaled from a fold's training answers to all of them (the same
     number of epochs over more answers)."""
     return max(1, round(statistics.median(kept) * answers / statistics.mean(fold_train_answers)))
+
+
+def refit_item(item: ItemData, answers: Rows, seed: int) -> ItemData:
+    """The item a cross-validated choice is refit on: every answer in train, a stratified slice of them as
+    validation, which only feeds the trainer's per-epoch curve (trained on too; nothing is chosen on it)."""
+    _, curve = stratified_split(answers, CURVE_SHARE, seed)
+    return replace(item, train=answers, validation=curve)
 
 
 def refit_config(config: TrainConfig, validation: CrossValidation) -> TrainConfig:
