@@ -4,6 +4,7 @@ micro-batcher, scoring service, jobs, version sync and the artifact watcher, all
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,9 @@ def lifespan_for(settings: Settings, backend_factory: BackendFactory
                                    settings.job_lease_s, settings.max_running_jobs, settings.max_batch_rows,
                                    settings.max_job_rows_per_key)
         await asyncio.to_thread(backend.warm_up)
+        # Everything loaded so far lives as long as the process: out of the collector's sight, a full collection
+        # no longer walks it (bench/host_path.py: gen-2 collections 3 -> 1, collector time 0.19 -> 0.05 s).
+        gc.freeze()
         # Redis mode: adopt the versions other replicas switched to, and follow their later switches.
         versions = (VersionSync(durable, backend, settings.artifacts, settings.version_resync_s) if durable
                     else None)
