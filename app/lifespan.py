@@ -83,5 +83,6 @@ def lifespan_for(settings: Settings, backend_factory: BackendFactory
             for client in (redis, durable):
                 if client is not None:
                     await client.aclose()
+            gc.unfreeze()  # a process that starts another app (tests) can collect this one's cycles again
 
     return lifespan
