@@ -129,10 +129,6 @@ def _host(per_row: dict[str, float]) -> float:
     return round(sum(value for name, value in per_row.items() if name != "model"), 2)
 
 
-def _rows_items(rows: list[AnswerRow]) -> set[str]:
-    return {row.item_id for row in rows}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.host_path", description=__doc__)
     parser.add_argument("--artifacts", default="build/onnx", type=Path)
@@ -148,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     per_row = {"on": _per_row(args.artifacts, "on", rows, args.batch),
                "off": _per_row(args.artifacts, "off", rows, args.batch)}
     host = _host(per_row["on"])
-    report = {"rows": len(rows), "batch": args.batch, "items": len(_rows_items(rows)), "heads": "batched head graph",
+    report = {"rows": len(rows), "batch": args.batch, "items": len({row.item_id for row in rows}),
+              "heads": "batched head graph",
               "us_per_row": per_row["on"], "host_us_per_row": host, "goal_us_per_row": GOAL_US,
               "host_rows_per_s_one_core": round(1e6 / host),
               "model_share_of_wall": round(per_row["on"]["model"] / (host + per_row["on"]["model"]), 3),

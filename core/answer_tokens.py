@@ -47,10 +47,16 @@ def _readable(piece: str) -> bool:
     return any(unicodedata.category(char)[0] not in UNREADABLE_CATEGORIES for char in piece)
 
 
+ID_BYTES = "<u4"  # each id as 4 little-endian unsigned bytes (numpy writes int.to_bytes' bytes, at C speed)
+
+
 def token_digest(ids: list[int], truncated: bool) -> str:
-    # Each id as 4 little-endian unsigned bytes (numpy writes the same bytes as int.to_bytes, at C speed).
-    payload = np.asarray(ids, dtype="<u4").tobytes() + (b"T" if truncated else b"F")
-    return hashlib.sha256(payload).hexdigest()
+    return digest_of(np.asarray(ids, dtype=ID_BYTES).tobytes(), truncated)
+
+
+def digest_of(id_bytes: bytes, truncated: bool) -> str:
+    """The digest's one layout: the ids' bytes (ID_BYTES each), then T or F for the truncation flag."""
+    return hashlib.sha256(id_bytes + (b"T" if truncated else b"F")).hexdigest()
 
 
 class AnswerTokens:
@@ -82,8 +88,8 @@ class AnswerTokens:
         flat = np.fromiter(chain.from_iterable(ids for ids, _, _ in encoded), dtype=np.int64, count=int(ends[-1]))
         # The template's [CLS]/[SEP] are not the answer; the same tokens typed by a student are (as in summarise).
         special = np.zeros(len(flat), dtype=bool)
-        special[starts[lengths > 0]] = True
-        special[ends[lengths > 0] - 1] = True  # (a row is never empty: the template adds both)
+        special[starts] = True  # (a row is never empty: the template adds both)
+        special[ends - 1] = True
         for start, (ids, _, mask) in zip(starts.tolist(), encoded, strict=True):
             if mask is not None:
                 special[start: start + len(ids)] = mask
@@ -92,12 +98,12 @@ class AnswerTokens:
         row_of = np.repeat(np.arange(len(encoded)), lengths)
         readable_counts = np.bincount(row_of, weights=readable, minlength=len(encoded)).astype(int).tolist()
         unknown_counts = np.bincount(row_of, weights=unknown, minlength=len(encoded)).astype(int).tolist()
-        payload = flat.astype("<u4").tobytes()  # the digest's bytes for every row at once (token_digest's)
+        payload = flat.astype(ID_BYTES).tobytes()  # every row's id bytes at once
         answers: list[EncodedAnswer] = []
         for row, (ids, truncated, _) in enumerate(encoded):
             start, end = int(starts[row]) * 4, int(ends[row]) * 4
-            digest = hashlib.sha256(payload[start:end] + (b"T" if truncated else b"F")).hexdigest()
-            answers.append(EncodedAnswer(ids, truncated, digest, readable_counts[row], unknown_counts[row]))
+            answers.append(EncodedAnswer(ids, truncated, digest_of(payload[start:end], truncated),
+                                         readable_counts[row], unknown_counts[row]))
         return answers
 
     def summarise(self, encoding: Encoding) -> EncodedAnswer:
