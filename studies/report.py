@@ -11,6 +11,7 @@ from studies.report_data import fmt as _fmt
 from studies.report_data import table as _table
 from studies.report_ensembles import ensemble_section, read_ensembles
 from studies.report_levers import domain_section, levers_section, weights_section
+from studies.report_outlook import outlook_section
 from studies.report_pilots import (
     capacity_section,
     domain_members_section,
@@ -205,7 +206,7 @@ def write_report(adapters: Path, full_dir: Path, out: Path) -> Path:
          "", "![QWK per item](qwk_per_item.png)"],
         _item_section(items), _means_section(items), _ttest_section(items), _backbone_section(items),
         ensemble_section(items, adapters, REPO / "bench" / "results"), choice_section(out / "ensemble_choice.json"),
-        tiers_section(REPO / "bench" / "results"),
+        tiers_section(REPO / "bench" / "results"), outlook_section(items, out, REPO / "bench" / "results"),
         evidence_section(REPO / "bench" / "results"),
         levers_section(out, shipped_kind(adapters), REPO / "bench" / "results" / "ensemble_configs.json"),
         weights_section(out), domain_section(out), domain_members_section(out), mpnet_section(out),

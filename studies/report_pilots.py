@@ -142,8 +142,9 @@ def e5_recipe_section(reports: Path) -> list[str]:
     recipe = _read(reports / "e5_recipe.json")
     if not recipe:
         return []
+    # sorted by name after the committed recipe: a set's order would change the table between runs
     shapes = sorted({shape for entry in recipe["items"].values() for shape in entry["shapes"]},
-                    key=lambda name: name != "committed")
+                    key=lambda name: (name != "committed", name))
     rows = [[item_id, *[f"{_fmt(entry['shapes'][s]['validation_qwk'])} / {_fmt(entry['shapes'][s]['test_qwk'])}"
                         if s in entry["shapes"] else "–" for s in shapes], entry["chosen"]]
             for item_id, entry in recipe["items"].items()]

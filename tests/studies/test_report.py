@@ -141,3 +141,30 @@ def test_tier_and_evidence_sections_show_the_bench_files(tmp_path: Path) -> None
     evidence = json.loads((results / "evidence.json").read_text())
     assert f"**{evidence['mean']['qwk_neighbours']:.3f}**" in "\n".join(evidence_section(results))
     assert tiers_section(tmp_path) == [] and evidence_section(tmp_path) == []  # no bench files: no section
+
+
+def test_the_outlook_reads_its_figures_from_the_committed_results(tmp_path: Path) -> None:
+    """The summary of the 0.80 aim: the accurate tier's shortfall, the pooled kinds' spread and the MPNet
+    member's gap come from the committed files; moving one of them moves the text."""
+    import shutil
+
+    from studies.report_data import load_items
+    from studies.report_outlook import outlook_section
+
+    repo = Path(__file__).resolve().parents[2]
+    items = load_items(repo / "adapters", repo / "reports" / "full_ft")
+    text = "\n".join(outlook_section(items, repo / "reports", repo / "bench" / "results"))
+    accurate = json.loads((repo / "bench" / "results" / "tiers.json").read_text())["tiers"]["accurate"]["mean_qwk"]
+    assert f"accurate {accurate:.3f}" in text and f"{0.80 - accurate:.3f} short" in text
+    gap = json.loads((repo / "reports" / "ensemble_choice_mpnet.json").read_text())["max_trunks=2"]
+    assert f"{gap['kinds'][gap['served']]['gap_to_best']:+.4f}" in text
+
+    results = tmp_path / "results"
+    results.mkdir()
+    tiers = json.loads((repo / "bench" / "results" / "tiers.json").read_text())
+    tiers["tiers"]["accurate"]["mean_qwk"] = 0.812
+    (results / "tiers.json").write_text(json.dumps(tiers))
+    shutil.copy(repo / "reports" / "ensemble_choice.json", tmp_path / "ensemble_choice.json")
+    moved = "\n".join(outlook_section(items, tmp_path, results))
+    assert "accurate 0.812" in moved and "MPNet-base on both raters" in moved and "mpnet_all_items" not in moved
+    assert outlook_section(items, tmp_path / "none", results) == []  # no choice file: no section
