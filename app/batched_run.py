@@ -7,14 +7,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from app import metrics
-from core.decoding import softmax
+from app.member_outputs import MemberOutputs
 from core.grouped_head import GroupedHeads, GroupedMember
 from core.onnx_runtime import FloatArray
 
-Probabilities = NDArray[np.float64]
 Features = dict[int, FloatArray]  # row index -> the evidence member's pooled features (explain rows only)
 
 
@@ -22,17 +20,12 @@ Features = dict[int, FloatArray]  # row index -> the evidence member's pooled fe
 class BatchedGroup:
     """One item member's rows of a trunk chunk, for the batched head run."""
 
+    item_key: tuple[str, str]  # the item version's key
     member_index: int
     positions: list[int]  # in the chunk
     indices: list[int]  # in the call's rows
     head: GroupedMember
     explained: list[int]  # the rows among `indices` whose pooled features are kept (explain)
-
-
-def keep(parts: dict[int, dict[int, Probabilities]], member_index: int, indices: list[int],
-          logits: np.ndarray) -> None:
-    for index, probabilities in zip(indices, softmax(logits), strict=True):
-        parts[index][member_index] = probabilities
 
 
 def keep_features(features: Features, indices: list[int], explained: list[int], pooled: FloatArray | None) -> None:
@@ -43,7 +36,7 @@ def keep_features(features: Features, indices: list[int], explained: list[int], 
 
 
 def run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
-                 parts: dict[int, dict[int, Probabilities]], features: Features) -> None:
+                outputs: MemberOutputs, features: Features) -> None:
     """Every group in one run of the trunk's batched head graph per round (`_rounds`)."""
     for round_groups in _rounds(groups):
         started = time.perf_counter()
@@ -53,8 +46,7 @@ def run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, group
             # Gathering rows into group order copied the whole hidden state (25 us per row on the host).
             run_hidden, run_mask = hidden, mask
             slots = np.empty(len(positions), dtype=np.int64)
-            for slot, group in enumerate(round_groups):
-                slots[group.positions] = slot
+            slots[positions] = np.repeat(np.arange(len(round_groups)), [len(group.positions) for group in round_groups])
             read = [np.asarray(group.positions) for group in round_groups]
         else:
             width = int(mask[positions].sum(axis=1).max())  # trim the padding these rows do not need
@@ -68,7 +60,7 @@ def run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, group
                                    pooled=any(group.explained for group in round_groups))
         metrics.stage("head").observe(time.perf_counter() - started)
         for group, rows in zip(round_groups, read, strict=True):
-            keep(parts, group.member_index, group.indices, logits[rows, : group.head.labels])
+            outputs.keep_logits((group.item_key, group.member_index), group.indices, logits[rows, : group.head.labels])
             keep_features(features, group.indices, group.explained, None if pooled is None else pooled[rows])
 
 

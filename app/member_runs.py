@@ -15,10 +15,11 @@ import numpy as np
 
 from app import metrics
 from app.backend import UNKNOWN_SHARE_FOR_REVIEW, Outcome, PreparedRow, Scored
-from app.batched_run import BatchedGroup, Features, Probabilities, keep, keep_features, run_batched
+from app.batched_run import BatchedGroup, Features, keep_features, run_batched
 from app.errors import ItemUnavailable, ScoringError, UnknownItem
 from app.head_cache import HeadCache
 from app.length_buckets import length_buckets
+from app.member_outputs import MemberOutputs, Probabilities
 from app.trunks import Trunk, require_trunks
 from core.decoding import decode
 from core.ensemble import combine
@@ -26,10 +27,10 @@ from core.evidence import Evidence, EvidenceIndex
 from core.grouped_head import GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
-from core.onnx_runtime import FloatArray, pad, run_trunk
+from core.onnx_runtime import FloatArray, pad_answers, run_trunk
 
 log = logging.getLogger("scorer.engine")
-MemberKey = tuple[str, int]  # (item id, member index)
+MemberKey = tuple[tuple[str, str], int]  # (the item version's key, member index)
 
 
 def evidence_member(spec: ItemSpec) -> int | None:
@@ -51,8 +52,11 @@ def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk],
         needed = frozenset(member.backbone if member.on_trunk else LEXICAL_FORMAT for member in spec.serving_members)
         if planned is not None:
             planned[spec.key] = needed
-    prepared_for = {*row.others, spec.backbones[0], *((LEXICAL_FORMAT,) if row.text is not None else ())}
-    if not needed <= prepared_for:
+    if not row.others and row.text is None:  # one trunk's tokens only (the common case, without a set per row)
+        ready = len(needed) == 1 and spec.first_backbone in needed
+    else:
+        ready = needed <= {*row.others, spec.first_backbone, *((LEXICAL_FORMAT,) if row.text is not None else ())}
+    if not ready:
         raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
 
 
@@ -89,40 +93,39 @@ class MemberRuns:
             specs[index] = spec
             for member_index, member in enumerate(spec.serving_members):
                 (on_trunk[member.backbone] if member.on_trunk else on_text).append((index, member_index))
-        parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
+        outputs = MemberOutputs()
         features: Features = {}
         # Lexical members run on their own thread while the trunks run (both release the GIL in ONNX Runtime):
         # on a GPU host they would otherwise hold the whole batch on one CPU core after the device is done.
-        # They write into their own dicts, merged after both finish.
-        lexical_parts: dict[int, dict[int, Probabilities]] = defaultdict(dict)
+        # They write into their own outputs, merged after both finish.
+        lexical_outputs = MemberOutputs()
         lexical_errors: dict[int, Outcome] = {}
-        pending = self.lexical_worker.submit(self._run_lexical, rows, specs, on_text, lexical_parts,
+        pending = self.lexical_worker.submit(self._run_lexical, rows, specs, on_text, lexical_outputs,
                                              dict(outcomes), lexical_errors) if on_text else None
         try:
             for name, pairs in on_trunk.items():
-                self._run_trunk(self.trunks[name], rows, specs, pairs, parts, outcomes, features)
+                self._run_trunk(self.trunks[name], rows, specs, pairs, outputs, outcomes, features)
         finally:
             if pending is not None:
                 pending.result()
-        for index, members in lexical_parts.items():
-            parts[index].update(members)
+        outputs.update(lexical_outputs)
         for index, lexical_error in lexical_errors.items():
             outcomes.setdefault(index, lexical_error)
-        self._combine(rows, specs, parts, outcomes, features)
+        self._combine(rows, specs, outputs, outcomes, features)
         return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
 
     def _run_trunk(self, trunk: Trunk, rows: list[PreparedRow], specs: dict[int, ItemSpec],
-                   pairs: list[tuple[int, int]], parts: dict[int, dict[int, Probabilities]],
+                   pairs: list[tuple[int, int]], outputs: MemberOutputs,
                    outcomes: dict[int, Outcome], features: Features) -> None:
         members_of: dict[int, list[int]] = defaultdict(list)
         for index, member_index in pairs:
             members_of[index].append(member_index)
-        tokens = {index: rows[index].tokens(trunk.name, specs[index].backbones[0]) for index in members_of}
-        order = sorted(members_of, key=lambda index: len(tokens[index].ids))
-        lengths = [len(tokens[index].ids) for index in order]
+        tokens = {index: rows[index].tokens(trunk.name, specs[index].first_backbone) for index in members_of}
+        order = sorted(members_of, key=lambda index: tokens[index].length)
+        lengths = [tokens[index].length for index in order]
         for bucket in length_buckets(lengths, self.max_batch_rows, self.min_bucket_tokens):
             chunk = order[bucket]
-            ids, mask = pad([tokens[index].ids for index in chunk])
+            ids, mask = pad_answers([tokens[index] for index in chunk])
             started = time.perf_counter()
             hidden = run_trunk(trunk.session, ids, mask)
             metrics.stage("trunk").observe(time.perf_counter() - started)
@@ -130,7 +133,7 @@ class MemberRuns:
             groups: dict[MemberKey, list[int]] = defaultdict(list)  # positions in the chunk
             for position, index in enumerate(chunk):
                 for member_index in members_of[index]:
-                    groups[(specs[index].item_id, member_index)].append(position)
+                    groups[(specs[index].key, member_index)].append(position)
             batched: list[BatchedGroup] = []
             for (_, member_index), group in groups.items():
                 positions = [position for position in group if chunk[position] not in outcomes]
@@ -146,7 +149,7 @@ class MemberRuns:
                     head = self.cache.get(spec, member_index)
                     assert not isinstance(head, LexicalHead)
                     if isinstance(head, GroupedMember):  # run below, with every other item's rows at once
-                        batched.append(BatchedGroup(member_index, positions, indices, head, explained))
+                        batched.append(BatchedGroup(spec.key, member_index, positions, indices, head, explained))
                         continue
                     width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
                     logits, pooled = head.run(np.ascontiguousarray(hidden[positions, :width]),
@@ -155,21 +158,21 @@ class MemberRuns:
                     outcomes.update((index, error) for index in indices)
                     continue
                 metrics.stage("head").observe(time.perf_counter() - started)
-                keep(parts, member_index, indices, logits)
+                outputs.keep_logits((spec.key, member_index), indices, logits)
                 keep_features(features, indices, explained, pooled)
             if batched:
                 assert trunk.grouped is not None  # its members are made only where the trunk has the graph
-                run_batched(trunk.grouped, hidden, mask, batched, parts, features)
+                run_batched(trunk.grouped, hidden, mask, batched, outputs, features)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
-                     parts: dict[int, dict[int, Probabilities]], failed: dict[int, Outcome],
+                     outputs: MemberOutputs, failed: dict[int, Outcome],
                      outcomes: dict[int, Outcome]) -> None:
         """`failed`: rows that had failed before any member ran (skipped); errors go into `outcomes`."""
         groups: dict[MemberKey, list[int]] = defaultdict(list)
         for index, member_index in pairs:
             if index not in failed:
-                groups[(specs[index].item_id, member_index)].append(index)
-        for (_, member_index), indices in groups.items():
+                groups[(specs[index].key, member_index)].append(index)
+        for (item_key, member_index), indices in groups.items():
             started = time.perf_counter()
             try:
                 head = self.cache.get(specs[indices[0]], member_index)
@@ -179,24 +182,26 @@ class MemberRuns:
                 outcomes.update((index, error) for index in indices)
                 continue
             metrics.stage("lexical").observe(time.perf_counter() - started)
-            for index, row_probabilities in zip(indices, probabilities, strict=True):
-                parts[index][member_index] = row_probabilities
+            outputs.keep((item_key, member_index), indices, probabilities)
 
-    def _combine(self, rows: list[PreparedRow], specs: dict[int, ItemSpec],
-                 parts: dict[int, dict[int, Probabilities]], outcomes: dict[int, Outcome], features: Features) -> None:
-        by_item: dict[str, list[int]] = defaultdict(list)
+    def _combine(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], outputs: MemberOutputs,
+                 outcomes: dict[int, Outcome], features: Features) -> None:
+        by_item: dict[tuple[str, str], list[int]] = defaultdict(list)  # ascending call indices per item version
         for index, spec in specs.items():
-            if index in outcomes:
-                continue
-            if len(parts[index]) != len(spec.serving_members):  # never scored by fewer members than it names
-                outcomes[index] = ItemUnavailable(f"item {spec.item_id!r}: a member did not score the answer")
-                continue
-            by_item[spec.item_id].append(index)
-        for indices in by_item.values():
+            if index not in outcomes:
+                by_item[spec.key].append(index)
+        for item_key, indices in by_item.items():
             spec = specs[indices[0]]
             members = spec.serving_members
-            stacked = [np.stack([parts[index][member_index] for index in indices])
-                       for member_index in range(len(members))]
+            stacked, complete = outputs.aligned(item_key, len(members), np.asarray(indices, dtype=np.int64))
+            if not complete.all():  # never scored by fewer members than it names
+                missing = ItemUnavailable(f"item {spec.item_id!r}: a member did not score the answer")
+                outcomes.update((index, missing) for index, done in zip(indices, complete.tolist(), strict=True)
+                                if not done)
+                indices = [index for index, done in zip(indices, complete.tolist(), strict=True) if done]
+                stacked = [matrix[complete] for matrix in stacked]
+                if not indices:
+                    continue
             probabilities = combine(stacked, [member.weight for member in members])
             outcomes.update(zip(indices, self._decode(spec, probabilities, [rows[index] for index in indices],
                                                       [features.get(index) for index in indices]), strict=True))
@@ -205,25 +210,29 @@ class MemberRuns:
     def _decode(self, spec: ItemSpec, probabilities: Probabilities, rows: list[PreparedRow],
                 pooled: list[FloatArray | None]) -> list[Scored]:
         classes = decode(probabilities, spec.thresholds)
-        review_below = self.review_threshold(spec)
-        evidence = self._evidence(spec, [int(c) for c in classes], pooled)
+        confidences = probabilities[np.arange(len(rows)), classes]
+        low_confidence = (confidences < self.review_threshold(spec)).tolist()
+        evidence = self._evidence(spec, classes.tolist(), pooled)
+        # Python values once per item, rounded in numpy (Python's round per value was 1.4 us per row; numpy's
+        # scales by 1e6 in binary, so a value within an ulp of a half could end one millionth apart).
+        listed = np.round(probabilities, 6).tolist()
+        confidence_of = np.round(confidences, 6).tolist()
+        labels = np.asarray(spec.labels)[classes].tolist()
+        members, version, item_id = spec.member_names, spec.version, spec.item_id
         scored: list[Scored] = []
-        listed = probabilities.tolist()  # Python floats once per item, not numpy scalars per value
-        members = spec.member_names
         for position, row in enumerate(rows):
-            confidence = listed[position][classes[position]]
             found = evidence.get(position)
-            reasons = (["low_confidence"] if confidence < review_below else []) + \
+            reasons = (["low_confidence"] if low_confidence[position] else []) + \
                       (["unknown_words"] if row.unknown_share >= UNKNOWN_SHARE_FOR_REVIEW else []) + \
                       (["neighbours_disagree"] if found is not None and found.disagrees else [])
             scored.append(Scored(
-                item_id=spec.item_id,
-                score=spec.labels[int(classes[position])],
-                probabilities=[round(p, 6) for p in listed[position]],
-                confidence=round(confidence, 6),
+                item_id=item_id,
+                score=labels[position],
+                probabilities=listed[position],
+                confidence=confidence_of[position],
                 needs_review=bool(reasons),
-                adapter_version=spec.version,
-                truncated=row.encoded.truncated or any(tokens.truncated for tokens in row.others.values()),
+                adapter_version=version,
+                truncated=row.truncated,
                 review_reasons=reasons,
                 members=members,
                 evidence=found.body if found is not None else None,

@@ -13,7 +13,6 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,14 +25,32 @@ UNKNOWN_TOKENS = ("[UNK]", "<unk>")
 # surrogates, combining marks, separators.
 UNREADABLE_CATEGORIES = ("C", "M", "Z")
 
+ID_BYTES = "<u4"  # each id as 4 little-endian unsigned bytes (numpy writes int.to_bytes' bytes, at C speed)
+ID_WIDTH = 4
+
 
 @dataclass(frozen=True)
 class EncodedAnswer:
-    ids: list[int]
+    # The ids as ID_BYTES each: the digest hashes these bytes and `pad_answers` joins a chunk's rows at C speed
+    # (a list of Python ints went through the interpreter token by token: 3-8 us per row of padding).
+    id_bytes: bytes
     truncated: bool
     digest: str  # SHA-256 over the ids and the truncation flag: the duplicate cache's key
     readable_tokens: int  # tokens of the answer (not the prefix, not special) with a readable character
     unknown_tokens: int  # of those, how many the vocabulary maps to its unknown token
+
+    @classmethod
+    def of_ids(cls, ids: list[int], truncated: bool, readable_tokens: int, unknown_tokens: int) -> EncodedAnswer:
+        id_bytes = id_bytes_of(ids)
+        return cls(id_bytes, truncated, digest_of(id_bytes, truncated), readable_tokens, unknown_tokens)
+
+    @property
+    def ids(self) -> list[int]:
+        return np.frombuffer(self.id_bytes, dtype=ID_BYTES).tolist()  # type: ignore[no-any-return]
+
+    @property
+    def length(self) -> int:
+        return len(self.id_bytes) // ID_WIDTH
 
     @property
     def unknown_share(self) -> float:
@@ -47,11 +64,14 @@ def _readable(piece: str) -> bool:
     return any(unicodedata.category(char)[0] not in UNREADABLE_CATEGORIES for char in piece)
 
 
-ID_BYTES = "<u4"  # each id as 4 little-endian unsigned bytes (numpy writes int.to_bytes' bytes, at C speed)
+
+
+def id_bytes_of(ids: list[int]) -> bytes:
+    return np.asarray(ids, dtype=ID_BYTES).tobytes()
 
 
 def token_digest(ids: list[int], truncated: bool) -> str:
-    return digest_of(np.asarray(ids, dtype=ID_BYTES).tobytes(), truncated)
+    return digest_of(id_bytes_of(ids), truncated)
 
 
 def digest_of(id_bytes: bytes, truncated: bool) -> str:
@@ -75,36 +95,33 @@ class AnswerTokens:
         self._readable_ids = _readable_table(tokenizer) if self.fast else np.zeros(0, dtype=bool)
         self._unknown_ids = np.fromiter(self.unknown_ids, dtype=np.int64)
 
-    def summarise_fast(self, encoded: list[tuple[list[int], bool, list[int] | None]]) -> list[EncodedAnswer]:
+    def summarise_fast(self, encoded: list[tuple[bytes, bool, list[int] | None]]) -> list[EncodedAnswer]:
         """As `summarise`, from the ids alone (only where `fast`), for a whole batch in numpy at once.
 
-        Each row: ids, truncated, and its special-tokens mask (None: only the first and last token are
-        special, as the template puts [CLS] and [SEP])."""
+        Each row: its id bytes (ID_BYTES each), truncated, and its special-tokens mask (None: only the first
+        and last token are special, as the template puts [CLS] and [SEP])."""
         if not encoded:
             return []
-        lengths = np.fromiter((len(ids) for ids, _, _ in encoded), dtype=np.int64, count=len(encoded))
+        lengths = np.fromiter((len(id_bytes) for id_bytes, _, _ in encoded), dtype=np.int64,
+                              count=len(encoded)) // ID_WIDTH
         ends = np.cumsum(lengths)
         starts = ends - lengths
-        flat = np.fromiter(chain.from_iterable(ids for ids, _, _ in encoded), dtype=np.int64, count=int(ends[-1]))
+        flat = np.frombuffer(b"".join(id_bytes for id_bytes, _, _ in encoded), dtype=ID_BYTES)
         # The template's [CLS]/[SEP] are not the answer; the same tokens typed by a student are (as in summarise).
         special = np.zeros(len(flat), dtype=bool)
         special[starts] = True  # (a row is never empty: the template adds both)
         special[ends - 1] = True
-        for start, (ids, _, mask) in zip(starts.tolist(), encoded, strict=True):
+        for start, (_, _, mask) in zip(starts.tolist(), encoded, strict=True):
             if mask is not None:
-                special[start: start + len(ids)] = mask
+                special[start: start + len(mask)] = mask
         readable = self._readable_ids[flat] & ~special
         unknown = readable & np.isin(flat, self._unknown_ids)
         row_of = np.repeat(np.arange(len(encoded)), lengths)
         readable_counts = np.bincount(row_of, weights=readable, minlength=len(encoded)).astype(int).tolist()
         unknown_counts = np.bincount(row_of, weights=unknown, minlength=len(encoded)).astype(int).tolist()
-        payload = flat.astype(ID_BYTES).tobytes()  # every row's id bytes at once
-        answers: list[EncodedAnswer] = []
-        for row, (ids, truncated, _) in enumerate(encoded):
-            start, end = int(starts[row]) * 4, int(ends[row]) * 4
-            answers.append(EncodedAnswer(ids, truncated, digest_of(payload[start:end], truncated),
-                                         readable_counts[row], unknown_counts[row]))
-        return answers
+        return [EncodedAnswer(id_bytes, truncated, digest_of(id_bytes, truncated), readable, unknown)
+                for (id_bytes, truncated, _), readable, unknown in zip(encoded, readable_counts, unknown_counts,
+                                                                       strict=True)]
 
     def summarise(self, encoding: Encoding) -> EncodedAnswer:
         readable = unknown = 0
@@ -117,8 +134,7 @@ class AnswerTokens:
             readable += 1
             # An unknown piece is real text the vocabulary lacks (Unigram reports the text, WordPiece "[UNK]").
             unknown += token_id in self.unknown_ids
-        return EncodedAnswer(list(encoding.ids), bool(encoding.overflowing),
-                             token_digest(encoding.ids, bool(encoding.overflowing)), readable, unknown)
+        return EncodedAnswer.of_ids(encoding.ids, bool(encoding.overflowing), readable, unknown)
 
 
 def _readable_table(tokenizer: Tokenizer) -> NDArray[np.bool_]:

@@ -72,12 +72,12 @@ class ItemSpec:
     combine: str = "single"
     evidence: EvidenceFile | None = None  # its human-scored answers in its first member's features, if exported
 
-    @property
+    # Cached (the spec is frozen): the scorer asks for these several times per answer, and each ask built the
+    # single member anew (with the other host-path changes: 69 -> 54 us per answer, bench/host_path.py).
+    @cached_property
     def key(self) -> tuple[str, str]:
         return (self.item_id, self.version)
 
-    # Cached (the spec is frozen): the scorer asks for these several times per answer, and each ask built the
-    # single member anew (with the other host-path changes: 69 -> 54 us per answer, bench/host_path.py).
     @cached_property
     def serving_members(self) -> tuple[Member, ...]:
         """The members that score it: an ensemble's list, or the one member its own fields describe."""
@@ -95,6 +95,11 @@ class ItemSpec:
     def backbones(self) -> list[str]:
         """The trunks its members run on, in member order, each once."""
         return list(self._backbones)
+
+    @cached_property
+    def first_backbone(self) -> str:
+        """The trunk whose tokens a prepared row carries as `encoded` (the others' are in `others`)."""
+        return self._backbones[0]
 
     @cached_property
     def _backbones(self) -> tuple[str, ...]:

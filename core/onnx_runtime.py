@@ -13,7 +13,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-from core.answer_tokens import AnswerTokens, EncodedAnswer
+from core.answer_tokens import ID_BYTES, AnswerTokens, EncodedAnswer, id_bytes_of
 from core.word_pieces import WordPieceCache
 
 FloatArray = NDArray[np.float32]
@@ -62,7 +62,8 @@ class TextEncoder:
 
     def encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
         if self.word_pieces is not None:
-            return [(ids, truncated) for ids, truncated, _ in self._encode_cached(texts)]
+            return [(np.frombuffer(id_bytes, dtype=ID_BYTES).tolist(), truncated)
+                    for id_bytes, truncated, _ in self._encode_cached(texts)]
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [(encoding.ids, bool(encoding.overflowing)) for encoding in encodings]
 
@@ -72,23 +73,23 @@ class TextEncoder:
             if self.word_pieces is not None:
                 return self.answer_tokens.summarise_fast(self._encode_cached(texts))
             return self.answer_tokens.summarise_fast([
-                (encoding.ids, bool(encoding.overflowing), encoding.special_tokens_mask)
+                (id_bytes_of(encoding.ids), bool(encoding.overflowing), encoding.special_tokens_mask)
                 for encoding in self.tokenizer.encode_batch_fast([self.prefix + text for text in texts])])
         encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
         return [self.answer_tokens.summarise(encoding) for encoding in encodings]
 
-    def _encode_cached(self, texts: list[str]) -> list[tuple[list[int], bool, list[int] | None]]:
-        """ids, truncated and special-tokens mask (None: [CLS] first and [SEP] last) per text: the word cache
+    def _encode_cached(self, texts: list[str]) -> list[tuple[bytes, bool, list[int] | None]]:
+        """id bytes, truncated and special-tokens mask (None: [CLS] first and [SEP] last) per text: the word cache
         where it applies, the tokenizer for the rest in one batch."""
         assert self.word_pieces is not None
         cached = self.word_pieces.encode_many(texts)
         rest = [index for index, result in enumerate(cached) if result is None]
         encodings = iter(self.tokenizer.encode_batch_fast([texts[index] for index in rest]) if rest else [])
-        rows: list[tuple[list[int], bool, list[int] | None]] = []
+        rows: list[tuple[bytes, bool, list[int] | None]] = []
         for result in cached:
             if result is None:
                 encoding = next(encodings)
-                rows.append((encoding.ids, bool(encoding.overflowing), encoding.special_tokens_mask))
+                rows.append((id_bytes_of(encoding.ids), bool(encoding.overflowing), encoding.special_tokens_mask))
             else:
                 rows.append((result[0], result[1], None))
         return rows
@@ -100,6 +101,15 @@ def pad(rows: list[list[int]]) -> tuple[IntArray, IntArray]:
     mask = (np.arange(int(lengths.max())) < lengths[:, None]).astype(np.int64)
     ids = np.zeros(mask.shape, dtype=np.int64)
     ids[mask.astype(bool)] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    return ids, mask
+
+
+def pad_answers(answers: list[EncodedAnswer]) -> tuple[IntArray, IntArray]:
+    """As `pad`, from the answers' id bytes: one join and one scatter for the whole chunk."""
+    lengths = np.fromiter((answer.length for answer in answers), dtype=np.int64, count=len(answers))
+    mask = (np.arange(int(lengths.max())) < lengths[:, None]).astype(np.int64)
+    ids = np.zeros(mask.shape, dtype=np.int64)
+    ids[mask.astype(bool)] = np.frombuffer(b"".join(answer.id_bytes for answer in answers), dtype=ID_BYTES)
     return ids, mask
 
 

@@ -20,10 +20,15 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from core.answer_tokens import ID_WIDTH, id_bytes_of
+
 # BERT's pre-tokenizer isolates every ASCII punctuation or symbol character (`char::is_ascii_punctuation`).
-_WORDS = re.compile(r"[a-z0-9]+|[" + re.escape(string.punctuation) + "]")
+# Over bytes: the ASCII text is encoded once, and cleaning + lower-casing is one bytes.translate (a str
+# translate with a dict, then lower(), cost 1.3 us more per answer).
+_WORDS = re.compile(rb"[a-z0-9]+|[" + re.escape(string.punctuation.encode()) + rb"]")
 # BERT's clean_text: tab, newline and carriage return become spaces; other control characters go.
-_CLEAN = {code: None for code in [*range(32), 127]} | {ord(char): " " for char in "\t\n\r"}
+_DELETE = bytes(code for code in [*range(32), 127] if code not in b"\t\n\r")
+_LOWER_SPACED = bytes(32 if code in b"\t\n\r" else code + 32 if 65 <= code <= 90 else code for code in range(256))
 # The vocabulary of answers is Zipfian: the first words seen are the frequent ones, so a full cache stops
 # learning rather than evicting (the words it lacks are tokenized per batch, never wrongly).
 CAPACITY = 1 << 16
@@ -35,11 +40,14 @@ PROBES = ["The acid rain would dissolve the marble.", "mRNA's codon (AUG) -> tRN
 class WordPieceCache:
     def __init__(self, tokenizer: Tokenizer, max_length: int, special_contents: list[str]) -> None:
         self.tokenizer = tokenizer
-        self.content_length = max_length - 2  # [CLS] answer [SEP]
-        self.special_contents = special_contents
-        self.cls = tokenizer.token_to_id("[CLS]")
-        self.sep = tokenizer.token_to_id("[SEP]")
-        self._pieces: dict[str, list[int]] = {}
+        self.content_bytes = (max_length - 2) * ID_WIDTH  # [CLS] answer [SEP]
+        # One search for every special token's text (a generator over them was 1 us per answer).
+        self.special = re.compile("|".join(map(re.escape, special_contents))) if special_contents else None
+        self.cls = id_bytes_of([tokenizer.token_to_id("[CLS]")])
+        self.sep = id_bytes_of([tokenizer.token_to_id("[SEP]")])
+        # Each word's pieces as id bytes (core.answer_tokens.ID_BYTES): an answer is one bytes join at C speed
+        # (extending a list of ints word by word was 4-5 us per answer).
+        self._pieces: dict[bytes, bytes] = {}  # ASCII word -> its pieces' id bytes
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer, max_length: int) -> WordPieceCache | None:
@@ -59,19 +67,21 @@ class WordPieceCache:
         if not mirrored or tokenizer.token_to_id("[CLS]") is None or tokenizer.token_to_id("[SEP]") is None:
             return None
         cache = cls(tokenizer, max_length, [added["content"] for added in config.get("added_tokens", [])])
-        expected = [(encoding.ids, bool(encoding.overflowing)) for encoding in tokenizer.encode_batch_fast(PROBES)]
+        expected = [(id_bytes_of(encoding.ids), bool(encoding.overflowing))
+                    for encoding in tokenizer.encode_batch_fast(PROBES)]
         return cache if cache.encode_many(PROBES) == expected else None
 
-    def words(self, text: str) -> list[str] | None:
-        """The pre-tokenized words of `text`, or None where only the tokenizer can say."""
-        if not text.isascii() or any(content in text for content in self.special_contents):
+    def words(self, text: str) -> list[bytes] | None:
+        """The pre-tokenized words of `text` (ASCII bytes), or None where only the tokenizer can say."""
+        if not text.isascii() or (self.special is not None and self.special.search(text)):
             return None
-        return _WORDS.findall(text.translate(_CLEAN).lower())
+        return _WORDS.findall(text.encode("ascii").translate(_LOWER_SPACED, _DELETE))
 
-    def encode_many(self, texts: list[str]) -> list[tuple[list[int], bool] | None]:
-        """(ids, truncated) per text as the tokenizer gives them, or None for a text it must tokenize itself."""
+    def encode_many(self, texts: list[str]) -> list[tuple[bytes, bool] | None]:
+        """(id bytes, truncated) per text as the tokenizer gives them, or None for a text it must tokenize
+        itself."""
         split = [self.words(text) for text in texts]
-        results: list[tuple[list[int], bool] | None] = [None] * len(texts)
+        results: list[tuple[bytes, bool] | None] = [None] * len(texts)
         pieces = self._pieces
         waiting: list[int] = []  # texts with a word the cache lacks: done after one tokenizer call for all
         for index, words in enumerate(split):
@@ -82,8 +92,9 @@ class WordPieceCache:
                     waiting.append(index)
         if waiting:
             new = list({word for index in waiting for word in split[index] or () if word not in pieces})
-            encodings = self.tokenizer.encode_batch_fast(new, add_special_tokens=False)
-            learned = {word: encoding.ids for word, encoding in zip(new, encodings, strict=True)}
+            encodings = self.tokenizer.encode_batch_fast([word.decode("ascii") for word in new],
+                                                         add_special_tokens=False)
+            learned = {word: id_bytes_of(encoding.ids) for word, encoding in zip(new, encodings, strict=True)}
             lookup = pieces
             if len(pieces) + len(learned) <= CAPACITY:
                 pieces.update(learned)  # single dict writes: safe beside other threads' reads under the GIL
@@ -93,12 +104,7 @@ class WordPieceCache:
                 results[index] = self._assemble(split[index] or [], lookup)
         return results
 
-    def _assemble(self, words: list[str], pieces: dict[str, list[int]]) -> tuple[list[int], bool]:
-        ids = [self.cls]
-        for word in words:
-            ids += pieces[word]
-        truncated = len(ids) - 1 > self.content_length
-        if truncated:
-            del ids[self.content_length + 1:]
-        ids.append(self.sep)
-        return ids, truncated
+    def _assemble(self, words: list[bytes], pieces: dict[bytes, bytes]) -> tuple[bytes, bool]:
+        body = b"".join(map(pieces.__getitem__, words))  # KeyError: a word the cache lacks
+        truncated = len(body) > self.content_bytes
+        return self.cls + (body[: self.content_bytes] if truncated else body) + self.sep, truncated

@@ -9,7 +9,7 @@ from typing import Any
 
 from app.backend import UNKNOWN_SHARE_FOR_REVIEW, AnswerRow, Outcome, PreparedRow, Scored
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
-from core.answer_tokens import EncodedAnswer, token_digest
+from core.answer_tokens import EncodedAnswer
 from core.manifest import ItemSpec
 
 
@@ -75,8 +75,7 @@ class FakeBackend:
                 continue
             ids = [zlib.crc32(word.encode()) for word in words]
             unknown = sum(not any(char.isascii() and char.isalnum() for char in word) for word in words)
-            prepared.append(PreparedRow(item_id, EncodedAnswer(ids, False, token_digest(ids, False), len(ids),
-                                                               unknown)))
+            prepared.append(PreparedRow(item_id, EncodedAnswer.of_ids(ids, False, len(ids), unknown)))
         return prepared
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:

@@ -7,7 +7,7 @@ from core.answer_tokens import EncodedAnswer, token_digest
 
 
 def tokens(ids: list[int]) -> EncodedAnswer:
-    return EncodedAnswer(ids, False, token_digest(ids, False), len(ids), 0)
+    return EncodedAnswer.of_ids(ids, False, len(ids), 0)
 
 
 def test_single_member_rows_key_on_their_tokens() -> None:
