@@ -105,6 +105,15 @@ class Backend(Protocol):
         """One outcome per prepared row, in order; a bad row never fails the others."""
         ...
 
+    def run_models(self, rows: list[PreparedRow]) -> Any:
+        """score_prepared in two steps: the model runs (the batcher's inference thread) ..."""
+        ...
+
+    def finish(self, run: Any) -> list[Outcome]:
+        """... then combining and decoding what `run_models` returned (its finishing thread, beside the next
+        micro-batch's model runs). finish(run_models(rows)) == score_prepared(rows)."""
+        ...
+
     def warm_up(self) -> None: ...
 
     def reload(self, item_id: str) -> ItemSpec:

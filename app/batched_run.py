@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import onnxruntime as ort
 
 from app import metrics
 from app.member_outputs import MemberOutputs
 from core.grouped_head import GroupedHeads, GroupedMember
 from core.onnx_runtime import FloatArray
+from core.trunk_states import TrunkStates
 
 Features = dict[int, FloatArray]  # row index -> the evidence member's pooled features (explain rows only)
 
@@ -35,22 +37,25 @@ def keep_features(features: Features, indices: list[int], explained: list[int], 
     features.update((index, pooled[position]) for position, index in enumerate(indices) if index in wanted)
 
 
-def run_batched(heads: GroupedHeads, hidden: np.ndarray, mask: np.ndarray, groups: list[BatchedGroup],
+def run_batched(heads: GroupedHeads, states: TrunkStates, mask: np.ndarray, groups: list[BatchedGroup],
                 outputs: MemberOutputs, features: Features) -> None:
     """Every group in one run of the trunk's batched head graph per round (`_rounds`)."""
     for round_groups in _rounds(groups):
         started = time.perf_counter()
         positions = [position for group in round_groups for position in group.positions]
-        if len(positions) == hidden.shape[0]:
-            # Every row of the chunk, each once: the trunk's output goes in as it is, each row told its slot.
-            # Gathering rows into group order copied the whole hidden state (25 us per row on the host).
-            run_hidden, run_mask = hidden, mask
+        run_hidden: np.ndarray | ort.OrtValue
+        if len(positions) == states.rows:
+            # Every row of the chunk, each once: the trunk's output goes in as it is (where it is, under IO
+            # binding), each row told its slot. Gathering rows into group order copied the whole hidden state
+            # (25 us per row on the host).
+            run_hidden = states.bound if states.bound is not None else states.host
+            run_mask = mask
             slots = np.empty(len(positions), dtype=np.int64)
             slots[positions] = np.repeat(np.arange(len(round_groups)), [len(group.positions) for group in round_groups])
             read = [np.asarray(group.positions) for group in round_groups]
         else:
             width = int(mask[positions].sum(axis=1).max())  # trim the padding these rows do not need
-            run_hidden = np.ascontiguousarray(hidden[positions, :width])
+            run_hidden = np.ascontiguousarray(states.host[positions, :width])
             run_mask = np.ascontiguousarray(mask[positions, :width])
             slots = np.concatenate([np.full(len(group.positions), slot, dtype=np.int64)
                                     for slot, group in enumerate(round_groups)])

@@ -1,6 +1,8 @@
 """Micro-batching across requests and items: gather rows for a few ms, score them in one call.
 
-Inference runs in one dedicated thread (ORT parallelises inside each run); the event loop only queues.
+Inference runs in one dedicated thread (ORT parallelises inside each run); the event loop only queues. A
+batch's results are combined and decoded on a second thread while the next batch's models run, so that the
+device (a GPU above all) does not wait for the host's decoding between runs.
 Two queues: interactive requests (/score, /batch) always go first, and never share a run with job rows:
 a run cannot be interrupted, so an interactive request that joined a 64-row job run waited for all of it
 (11.6 s median beside 8 jobs, measured). Job rows are queued in small units and run alone: while
@@ -51,6 +53,8 @@ class MicroBatcher:
         self._background: deque[_Request] = deque()
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        self._finishing: asyncio.Task[None] | None = None  # the batch being combined and decoded, if any
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -60,7 +64,10 @@ class MicroBatcher:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._finishing is not None:
+            await asyncio.gather(self._finishing, return_exceptions=True)
         self._executor.shutdown(wait=True)
+        self._finisher.shutdown(wait=True)
 
     async def submit(self, rows: list[PreparedRow], background: bool = False) -> list[Outcome]:
         if not rows:
@@ -133,30 +140,35 @@ class MicroBatcher:
             await self._score(batch)
 
     async def _score(self, batch: list[_Request]) -> None:
+        """The batch's model runs on the inference thread; its finishing (combining, decoding) on the finishing
+        thread, while the next batch's model runs start (double buffering: at most one batch finishing)."""
         now = time.perf_counter()
         for request in batch:
             metrics.stage("queue").observe(now - request.queued_at)
         flat = [row for request in batch for row in request.rows]
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            outcomes = await loop.run_in_executor(self._executor, self.backend.score_prepared, flat)
-            if batch[0].background and len(flat) < self.max_rows:
-                per_row = (time.perf_counter() - started) / len(flat)
-                average = self.seconds_per_job_row
-                self.seconds_per_job_row = per_row if average is None else 0.7 * average + 0.3 * per_row
+            run = await loop.run_in_executor(self._executor, self.backend.run_models, flat)
         except Exception:
-            # A bug must fail only the request that triggers it, not the batcher or its batch neighbours:
-            # score each request alone so the others still get their answers.
-            for request in batch:
-                try:
-                    alone = await loop.run_in_executor(self._executor, self.backend.score_prepared, request.rows)
-                except Exception as exc:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                else:
-                    if not request.future.done():
-                        request.future.set_result(alone)
+            await self._alone(batch)
+            self._release(batch)
+            return
+        if batch[0].background and len(flat) < self.max_rows:
+            per_row = (time.perf_counter() - started) / len(flat)
+            average = self.seconds_per_job_row
+            self.seconds_per_job_row = per_row if average is None else 0.7 * average + 0.3 * per_row
+        if self._finishing is not None:
+            # The previous batch's results leave first (shielded: stopping the batcher lets it finish).
+            await asyncio.shield(self._finishing)
+        self._finishing = asyncio.create_task(self._finish(batch, run), name="micro-batch finish")
+
+    async def _finish(self, batch: list[_Request], run: object) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outcomes = await loop.run_in_executor(self._finisher, self.backend.finish, run)
+        except Exception:
+            await self._alone(batch)
         else:
             start = 0
             for request in batch:
@@ -164,9 +176,26 @@ class MicroBatcher:
                     request.future.set_result(outcomes[start : start + len(request.rows)])
                 start += len(request.rows)
         finally:
-            for request in batch:
-                if request.background:
-                    self.background_rows -= len(request.rows)
-                else:
-                    self.queued_rows -= len(request.rows)
-            metrics.QUEUE_ROWS.set(self.queued_rows + self.background_rows)
+            self._release(batch)
+
+    async def _alone(self, batch: list[_Request]) -> None:
+        """A bug must fail only the request that triggers it, not the batcher or its batch neighbours: each
+        request scored alone, so the others still get their answers."""
+        loop = asyncio.get_running_loop()
+        for request in batch:
+            try:
+                alone = await loop.run_in_executor(self._executor, self.backend.score_prepared, request.rows)
+            except Exception as exc:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            else:
+                if not request.future.done():
+                    request.future.set_result(alone)
+
+    def _release(self, batch: list[_Request]) -> None:
+        for request in batch:
+            if request.background:
+                self.background_rows -= len(request.rows)
+            else:
+                self.queued_rows -= len(request.rows)
+        metrics.QUEUE_ROWS.set(self.queued_rows + self.background_rows)

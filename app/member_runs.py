@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +28,8 @@ from core.evidence import Evidence, EvidenceIndex
 from core.grouped_head import GroupedMember
 from core.lexical_runtime import LexicalHead
 from core.manifest import LEXICAL_FORMAT, ItemSpec
-from core.onnx_runtime import FloatArray, pad_answers, run_trunk
+from core.onnx_runtime import FloatArray, pad_answers
+from core.trunk_states import run_trunk_states
 
 log = logging.getLogger("scorer.engine")
 MemberKey = tuple[tuple[str, str], int]  # (the item version's key, member index)
@@ -60,6 +62,17 @@ def plan_row(spec: ItemSpec, row: PreparedRow, trunks: dict[str, Trunk],
         raise ItemUnavailable(f"item {spec.item_id!r} changed while the answer waited; send it again")
 
 
+@dataclass
+class ModelRun:
+    """A micro-batch after its model runs: each member's probabilities, the rows' errors so far, explain features."""
+
+    rows: list[PreparedRow]
+    specs: dict[int, ItemSpec]
+    outputs: MemberOutputs
+    outcomes: dict[int, Outcome]
+    features: Features
+
+
 class MemberRuns:
     def __init__(self, trunks: dict[str, Trunk], cache: HeadCache, max_batch_rows: int,
                  review_threshold: Callable[[ItemSpec], float], min_bucket_tokens: int = 1024,
@@ -74,6 +87,11 @@ class MemberRuns:
         self.lexical_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexical")
 
     def score(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> list[Outcome]:
+        return self.finish(self.run_models(rows, items))
+
+    def run_models(self, rows: list[PreparedRow], items: dict[str, ItemSpec]) -> ModelRun:
+        """Every trunk, head and lexical run the rows need; `finish` combines and decodes (the batcher runs it
+        on another thread, beside the next micro-batch's model runs)."""
         items = dict(items)  # one snapshot: a reload swapping an item mid-call cannot split its rows
         outcomes: dict[int, Outcome] = {}
         specs: dict[int, ItemSpec] = {}  # the version each row is scored with, fixed here (reloads swap items)
@@ -111,8 +129,11 @@ class MemberRuns:
         outputs.update(lexical_outputs)
         for index, lexical_error in lexical_errors.items():
             outcomes.setdefault(index, lexical_error)
-        self._combine(rows, specs, outputs, outcomes, features)
-        return [outcomes.get(index, ScoringError("not scored")) for index in range(len(rows))]
+        return ModelRun(rows, specs, outputs, outcomes, features)
+
+    def finish(self, run: ModelRun) -> list[Outcome]:
+        self._combine(run.rows, run.specs, run.outputs, run.outcomes, run.features)
+        return [run.outcomes.get(index, ScoringError("not scored")) for index in range(len(run.rows))]
 
     def _run_trunk(self, trunk: Trunk, rows: list[PreparedRow], specs: dict[int, ItemSpec],
                    pairs: list[tuple[int, int]], outputs: MemberOutputs,
@@ -127,7 +148,7 @@ class MemberRuns:
             chunk = order[bucket]
             ids, mask = pad_answers([tokens[index] for index in chunk])
             started = time.perf_counter()
-            hidden = run_trunk(trunk.session, ids, mask)
+            states = run_trunk_states(trunk.session, ids, mask, trunk.keep_states_on)
             metrics.stage("trunk").observe(time.perf_counter() - started)
             metrics.BATCH_ROWS.observe(len(chunk))
             groups: dict[MemberKey, list[int]] = defaultdict(list)  # positions in the chunk
@@ -152,7 +173,7 @@ class MemberRuns:
                         batched.append(BatchedGroup(spec.key, member_index, positions, indices, head, explained))
                         continue
                     width = int(mask[positions].sum(axis=1).max())  # trim padding this group does not need
-                    logits, pooled = head.run(np.ascontiguousarray(hidden[positions, :width]),
+                    logits, pooled = head.run(np.ascontiguousarray(states.host[positions, :width]),
                                               np.ascontiguousarray(mask[positions, :width]), pooled=bool(explained))
                 except ScoringError as error:
                     outcomes.update((index, error) for index in indices)
@@ -162,7 +183,7 @@ class MemberRuns:
                 keep_features(features, indices, explained, pooled)
             if batched:
                 assert trunk.grouped is not None  # its members are made only where the trunk has the graph
-                run_batched(trunk.grouped, hidden, mask, batched, outputs, features)
+                run_batched(trunk.grouped, states, mask, batched, outputs, features)
 
     def _run_lexical(self, rows: list[PreparedRow], specs: dict[int, ItemSpec], pairs: list[tuple[int, int]],
                      outputs: MemberOutputs, failed: dict[int, Outcome],

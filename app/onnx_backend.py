@@ -18,7 +18,7 @@ from app.backend import AnswerRow, Outcome, PreparedRow
 from app.errors import ItemUnavailable, NoScorableContent, ScoringError, UnknownItem
 from app.evidence_indexes import EvidenceIndexes
 from app.head_cache import HeadCache, MemberRunner
-from app.member_runs import MemberRuns
+from app.member_runs import MemberRuns, ModelRun
 from app.settings import Settings
 from app.trunks import Trunk, load_trunk, load_trunks, member_trunk, require_trunks
 from core.answer_tokens import EncodedAnswer
@@ -257,6 +257,12 @@ class OnnxBackend:
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
         return self.runs.score(rows, self.artifacts.items)
+
+    def run_models(self, rows: list[PreparedRow]) -> ModelRun:
+        return self.runs.run_models(rows, self.artifacts.items)
+
+    def finish(self, run: ModelRun) -> list[Outcome]:
+        return self.runs.finish(run)
 
     def _review_threshold(self, spec: ItemSpec) -> float:
         return self.settings.review_threshold if self.settings.review_threshold is not None else spec.review_threshold

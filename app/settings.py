@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # item. auto: on CUDA, where the per-item runs were the measured bottleneck (bench/results/gpu.json);
     # off on the CPU, where the per-row batched LoRA products measured slower than per-item runs.
     grouped_heads: Literal["auto", "on", "off"] = "auto"
+    # The trunk's output handed to the batched head graph where it was computed, through IO binding
+    # (core/trunk_states.py), and the graph's stacked per-item tensors kept there too. auto: on CUDA (saves the
+    # hidden states' device -> host -> device round trip per micro-batch; not measured yet, no GPU was lent
+    # since it was built: `make gpu-check` measures it); off on the CPU, where there is no copy to save.
+    io_binding: Literal["auto", "on", "off"] = "auto"
     # The fp32 trunk with ONNX Runtime's transformer fusions (export/fused.py), where the export validated it.
     # auto: on CUDA, where it measured 0.85x (fp32) and 0.72x (fp16) of the plain trunk's time
     # (bench/results/fusion_cuda.json); the plain graph on the CPU, where it measured 1.00-1.04x (fusion.json).

@@ -25,6 +25,7 @@ class Trunk:
     shared_head: ort.InferenceSession | None
     grouped: GroupedHeads | None  # the batched head graph, where exported and chosen (Settings.grouped_heads)
     path: Path  # the graph it runs: plain, fused or reduced
+    keep_states_on: str | None = None  # IO binding: the device its output stays on for the batched graph
 
     @property
     def name(self) -> str:
@@ -55,16 +56,19 @@ def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: s
         raise RuntimeError("CUDA was asked for but the trunk session fell back to the CPU "
                            "(CUDA/cuDNN libraries missing?)")
     use_grouped = settings.grouped_heads == "on" or (settings.grouped_heads == "auto" and device == "cuda")
-    batched = (GroupedHeads(files.grouped_head_path, threads, device)
+    bound = settings.io_binding == "on" or (settings.io_binding == "auto" and device == "cuda")
+    keep_on = device if bound and use_grouped and files.grouped_head_path else None
+    batched = (GroupedHeads(files.grouped_head_path, threads, device, bind_on=keep_on)
                if use_grouped and files.grouped_head_path else None)
     # The per-item head graph only where the batched one does not serve the adapter heads; int8 beside the
     # int8 trunk, where the export made one (its QWK change was measured with both together).
     head_path = files.int8_head_path if path == files.int8_path and files.int8_head_path else files.adapter_head_path
     head = (load_session(head_path, threads, arena=False, device=device)
             if head_path and batched is None else None)
-    log.info("trunk %s (%s) on %s, %s heads", files.name, path.name, device, "batched" if batched else "per-item")
+    log.info("trunk %s (%s) on %s, %s heads%s", files.name, path.name, device, "batched" if batched else "per-item",
+             ", IO-bound" if keep_on else "")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
-                 batched, path)
+                 batched, path, keep_on)
 
 
 def load_trunks(artifacts: Artifacts, settings: Settings, threads: int, device: str) -> dict[str, Trunk]:

@@ -110,7 +110,9 @@ def table(result: dict[str, Any]) -> str:
                          + ", ".join(f"{split} {value:+.4f}" for split, value in mean.items()))
     for tier, batches in (result.get("tiers") or {}).items():  # fp32 engines, ensembles included
         lines.append(f"tier {tier:9}" + "; ".join(
-            f"batch {batch[1:]}: {f['answers_per_s']:,.0f} answers/s, host {f['host_us_per_row']:.0f} us/row, "
+            f"batch {batch[1:]}: {f['answers_per_s']:,.0f} answers/s stage by stage, "
+            f"{f.get('pipelined_answers_per_s', float('nan')):,.0f} through the batcher, "
+            f"host {f['host_us_per_row']:.0f} us/row, "
             f"device busy {f['device_busy_fraction']:.0%}" for batch, f in batches.items()))
     loop, ratios = result.get("torch_loop"), result.get("vs_torch_loop") or {}
     if loop:

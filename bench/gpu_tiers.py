@@ -2,14 +2,18 @@
 device, ASAP answers of every item mixed in batches of 256 and of 32, stage by stage as bench/host_path.py times
 them. Per tier and batch: answers/s, host µs per row (everything but ONNX Runtime's runs) and the device-busy
 fraction (time inside the runs ÷ wall time: runs are synchronous, so it is the share the device and its copies
-take; the rest is the host the device waits for)."""
+take; the rest is the host the device waits for), and answers/s through the service's micro-batcher, whose
+finishing thread overlaps each batch's decoding with the next batch's model runs."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
-from app.backend import AnswerRow
+from app.backend import AnswerRow, PreparedRow
+from app.batcher import MicroBatcher
 from app.onnx_backend import OnnxBackend
 from app.settings import Settings
 from bench.gpu_engine import Device
@@ -28,24 +32,50 @@ def mixed_rows(count: int) -> list[AnswerRow]:
 
 
 def tier_figures(artifacts: Path, device: Device, threads: int, rows: list[AnswerRow]) -> dict[str, Any]:
+    """Each tier as served (IO binding as `auto` sets it: on CUDA); on CUDA also the fast tier without IO
+    binding ("fast_io_binding_off"), the measurement that decides whether binding stays on by default."""
     figures: dict[str, Any] = {}
-    for tier in TIERS:
-        settings = Settings(artifacts=artifacts, device=device, threads=threads, tier=tier,
+    runs = [(tier, tier, "auto") for tier in TIERS]
+    if device == "cuda":
+        runs.append(("fast_io_binding_off", "fast", "off"))
+    for name, tier, io_binding in runs:
+        settings = Settings(artifacts=artifacts, device=device, threads=threads, tier=tier, io_binding=io_binding,
                             cache_bytes=1 << 40, max_batch_rows=max(BATCHES), duplicate_cache_entries=0)
         backend = OnnxBackend(settings)
         backend.warm_up()
         measure(backend, rows[: max(BATCHES)], max(BATCHES))  # every member loaded and checked once
-        figures[tier] = {}
+        figures[name] = {}
         for batch in BATCHES:
             stages = measure(backend, rows, batch)
             wall = sum(stages.values())
             host = wall - stages["model"]
-            figures[tier][f"b{batch}"] = {"answers_per_s": round(len(rows) / wall, 1),
+            figures[name][f"b{batch}"] = {"answers_per_s": round(len(rows) / wall, 1),
+                                          "pipelined_answers_per_s": round(pipelined(backend, rows, batch), 1),
                                           "host_us_per_row": round(host / len(rows) * 1e6, 1),
                                           "device_busy_fraction": round(stages["model"] / wall, 3),
                                           "us_per_row": {k: round(v / len(rows) * 1e6, 1) for k, v in stages.items()}}
         del backend
     return figures
+
+
+def pipelined(backend: OnnxBackend, rows: list[AnswerRow], batch: int) -> float:
+    """Answers/s through the service's micro-batcher (app/batcher.py): each batch's model runs on the inference
+    thread while the previous batch is finished on the finishing thread (the stage figures above add the
+    stages up as if nothing overlapped). Rows are prepared first, as request threads do beside the batcher."""
+    prepared = [row for row in backend.prepare(rows) if isinstance(row, PreparedRow)]
+
+    async def run() -> float:
+        batcher = MicroBatcher(backend, wait_ms=0, max_rows=batch, max_queue_rows=len(prepared))
+        batcher.start()
+        try:
+            began = time.perf_counter()
+            await asyncio.gather(*(batcher.submit(prepared[start: start + batch])
+                                   for start in range(0, len(prepared), batch)))
+            return len(prepared) / (time.perf_counter() - began)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(run())
 
 
 def loop_ratios(tiers: dict[str, Any] | None, loop: dict[str, Any] | None) -> dict[str, float] | None:

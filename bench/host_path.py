@@ -4,7 +4,8 @@
 heads through the batched head graph: the GPU goal's configuration; the CPU's per-item head runs beside it)
 in process, stage by stage as the service does: tokenization with the
 answer summary (`prepare`), duplicate-cache keys, the scorer (`score_prepared`: grouping, padding, head
-dispatch, decoding, result objects) and the response (result rows, validation by the response model, JSON).
+dispatch in the inference thread's part, `run_models`; combining, decoding and result objects in the finishing
+thread's, `finish`) and the response (result rows, validation by the response model, JSON).
 Every ONNX Runtime `run` is timed and taken out: what is left is host time, the ceiling a GPU cannot lift
 (at 40 us per row one core feeds 25,000 answers/s). One core: ORT and the tokenizer's Rayon pool are held
 to one thread (a GPU host has cores to spare, but the goal is per core)."""
@@ -41,16 +42,22 @@ class OrtClock:
     Runs may overlap (lexical members run on their own thread beside the trunk, app/member_runs.py), so the
     clock counts the union of the run intervals, never more than the wall time itself."""
 
+    METHODS = ("run", "run_with_iobinding")  # plain runs, and IO-bound ones (core/trunk_states.py)
+
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._original: Callable[..., Any] = ort.InferenceSession.run
+        self._originals: dict[str, Callable[..., Any]] = {name: getattr(ort.InferenceSession, name)
+                                                          for name in self.METHODS}
         self._lock = threading.Lock()
         self._active = 0
         self._since = 0.0
 
     def __enter__(self) -> OrtClock:
-        original = self._original
+        for name, original in self._originals.items():
+            setattr(ort.InferenceSession, name, self._timed(original))
+        return self
 
+    def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 if self._active == 0:
@@ -64,11 +71,11 @@ class OrtClock:
                     if self._active == 0:
                         self.seconds += time.perf_counter() - self._since
 
-        ort.InferenceSession.run = timed
-        return self
+        return timed
 
     def __exit__(self, *_: object) -> None:
-        ort.InferenceSession.run = self._original
+        for name, original in self._originals.items():
+            setattr(ort.InferenceSession, name, original)
 
 
 def _rows(count: int) -> list[AnswerRow]:
@@ -83,7 +90,7 @@ def measure(backend: OnnxBackend, rows: list[AnswerRow], batch: int) -> dict[str
     """Seconds per stage over all rows, in batches of `batch`; each stage over every batch before the next
     stage, so that the model's runs (on the CPU here, on the device where it matters) do not leave the next
     batch's host work to start from caches the model emptied."""
-    stages = dict.fromkeys(("prepare", "keys", "score_host", "model", "response"), 0.0)
+    stages = dict.fromkeys(("prepare", "keys", "models_host", "finish", "model", "response"), 0.0)
     items = backend.items()
     pieces = [rows[start: start + batch] for start in range(0, len(rows), batch)]
     began = time.perf_counter()
@@ -93,14 +100,17 @@ def measure(backend: OnnxBackend, rows: list[AnswerRow], batch: int) -> dict[str
     keys = [[cache_key(row.item_id, items[row.item_id].version, row.digest) for row in batch_rows]
             for batch_rows in prepared]
     stages["keys"] += time.perf_counter() - began
-    outcomes = []
-    for batch_rows in prepared:
+    runs = []
+    for batch_rows in prepared:  # the inference thread's part: grouping, padding, the model runs
         with OrtClock() as clock:
             began = time.perf_counter()
-            outcomes.append(backend.score_prepared(batch_rows))
+            runs.append(backend.run_models(batch_rows))
             elapsed = time.perf_counter() - began
         stages["model"] += clock.seconds
-        stages["score_host"] += elapsed - clock.seconds
+        stages["models_host"] += elapsed - clock.seconds
+    began = time.perf_counter()
+    outcomes = [backend.finish(run) for run in runs]  # the finishing thread's: combining, decoding, results
+    stages["finish"] += time.perf_counter() - began
     began = time.perf_counter()
     for batch_keys, batch_outcomes in zip(keys, outcomes, strict=True):
         body = BatchResponse.model_validate({"results": [row_result(key, outcome) for key, outcome
@@ -147,10 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     per_row = {"on": _per_row(args.artifacts, "on", rows, args.batch),
                "off": _per_row(args.artifacts, "off", rows, args.batch)}
     host = _host(per_row["on"])
+    # The stages run on different threads in the service (prepare: the request's worker; models: the inference
+    # thread; finish: the finishing thread, app/batcher.py): the one beside the device is the models' host part.
+    beside_device = per_row["on"]["models_host"]
     report = {"rows": len(rows), "batch": args.batch, "items": len({row.item_id for row in rows}),
               "heads": "batched head graph",
               "us_per_row": per_row["on"], "host_us_per_row": host, "goal_us_per_row": GOAL_US,
               "host_rows_per_s_one_core": round(1e6 / host),
+              "inference_thread_host_us_per_row": beside_device,
+              "inference_thread_rows_per_s": round(1e6 / beside_device),
               "model_share_of_wall": round(per_row["on"]["model"] / (host + per_row["on"]["model"]), 3),
               "per_item_heads": {"us_per_row": per_row["off"], "host_us_per_row": _host(per_row["off"])}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

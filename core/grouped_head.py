@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.onnx_runtime import FloatArray, IntArray, head_outputs, load_session
+from core.onnx_runtime import FloatArray, IntArray, has_pooled, head_outputs, load_session
 
 FIXED_INPUTS = ("hidden_states", "attention_mask", "row_slot")
 # Past this many live members a run stacks only its own (the resident copy would double the heads' memory
@@ -36,13 +36,17 @@ def read_adapter_tensors(path: Path) -> dict[str, FloatArray]:
 class GroupedHeads:
     """The backbone's batched head session; `logits` runs any mix of items' rows at once."""
 
-    def __init__(self, path: Path, threads: int, device: str = "cpu") -> None:
+    def __init__(self, path: Path, threads: int, device: str = "cpu", bind_on: str | None = None) -> None:
         self.session = load_session(path, threads, arena=False, device=device)
         self.names = [item.name for item in self.session.get_inputs() if item.name not in FIXED_INPUTS]
+        # IO binding (core/trunk_states.py): the resident stack is also kept there, copied once per rebuild
+        # instead of with every run.
+        self.bind_on = bind_on
         self._lock = threading.Lock()
         # member -> its slot in `_stacked`; weak: a member the head cache dropped leaves at the next rebuild.
         self._slot_of: weakref.WeakKeyDictionary[GroupedMember, int] = weakref.WeakKeyDictionary()
         self._stacked: dict[str, np.ndarray] = {}
+        self._bound: dict[str, ort.OrtValue] = {}  # `_stacked` on `bind_on`
 
     def logits(self, hidden: FloatArray, mask: IntArray, row_slot: IntArray,
                slots: Sequence[GroupedMember]) -> FloatArray:
@@ -50,29 +54,54 @@ class GroupedHeads:
         own score range are padding: callers keep the first `labels` of each row."""
         return self.run(hidden, mask, row_slot, slots, pooled=False)[0]
 
-    def run(self, hidden: FloatArray, mask: IntArray, row_slot: IntArray, slots: Sequence[GroupedMember],
-            pooled: bool) -> tuple[FloatArray, FloatArray | None]:
-        """logits as above, and each row's pooled features where asked for (and the graph has them)."""
+    def run(self, hidden: FloatArray | ort.OrtValue, mask: IntArray, row_slot: IntArray,
+            slots: Sequence[GroupedMember], pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        """logits as above, and each row's pooled features where asked for (and the graph has them). `hidden`
+        as an OrtValue: the trunk's output left on the device (core/trunk_states.py), run with IO binding."""
         resident = self._resident(slots)
+        bound: dict[str, ort.OrtValue] = {}
         if resident is None:
             stacked, slot_map = self._stack(slots), np.arange(len(slots), dtype=np.int64)
         else:
-            stacked, slot_map = resident
-        feeds: dict[str, np.ndarray] = {"hidden_states": hidden, "attention_mask": mask,
+            stacked, slot_map, bound = resident
+        feeds: dict[str, np.ndarray] = {"attention_mask": mask,
                                         "row_slot": slot_map[np.asarray(row_slot, dtype=np.int64)], **stacked}
-        return head_outputs(self.session, feeds, pooled)
+        if isinstance(hidden, ort.OrtValue):
+            return self._run_bound(hidden, feeds, bound, pooled)
+        return head_outputs(self.session, {"hidden_states": hidden, **feeds}, pooled)
 
-    def _resident(self, slots: Sequence[GroupedMember]) -> tuple[dict[str, np.ndarray], IntArray] | None:
-        """The resident stack and each call slot's place in it, rebuilt when a member is new to it."""
+    def _run_bound(self, hidden: ort.OrtValue, feeds: dict[str, np.ndarray], bound: dict[str, ort.OrtValue],
+                   pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input("hidden_states", hidden)
+        for name, array in feeds.items():
+            if name in bound:
+                binding.bind_ortvalue_input(name, bound[name])
+            else:
+                binding.bind_cpu_input(name, array)
+        names = ["logits", "pooled"] if pooled and has_pooled(self.session) else ["logits"]
+        for name in names:
+            binding.bind_output(name, "cpu")  # read back once per run, to the host
+        self.session.run_with_iobinding(binding)
+        outputs = binding.copy_outputs_to_cpu()
+        features = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
+        return np.asarray(outputs[0], dtype=np.float32), features
+
+    def _resident(self, slots: Sequence[GroupedMember]
+                  ) -> tuple[dict[str, np.ndarray], IntArray, dict[str, ort.OrtValue]] | None:
+        """The resident stack (and its copy where runs are bound) and each call slot's place in it, rebuilt
+        when a member is new to it."""
         with self._lock:
             if any(member not in self._slot_of for member in slots):
                 live = list(dict.fromkeys([*self._slot_of.keys(), *slots]))
                 if len(live) > MAX_RESIDENT:
                     return None
                 self._stacked = self._stack(live)
+                self._bound = ({name: ort.OrtValue.ortvalue_from_numpy(array, self.bind_on, 0)
+                                for name, array in self._stacked.items()} if self.bind_on else {})
                 self._slot_of = weakref.WeakKeyDictionary({member: slot for slot, member in enumerate(live)})
             slot_map = np.fromiter((self._slot_of[member] for member in slots), dtype=np.int64, count=len(slots))
-            return self._stacked, slot_map
+            return self._stacked, slot_map, self._bound
 
     def _stack(self, members: Sequence[GroupedMember]) -> dict[str, np.ndarray]:
         widest = max(member.labels for member in members)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 import core.grouped_head
@@ -92,6 +93,36 @@ def test_the_engine_answers_alike_with_batched_and_per_item_heads(tiny_artifacts
         assert isinstance(left, Scored) and isinstance(right, Scored)
         assert left.score == right.score
         assert np.abs(np.asarray(left.probabilities) - np.asarray(right.probabilities)).max() < 1e-5
+
+
+def test_io_bound_runs_answer_as_plain_runs_do(tiny_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IO binding (on CUDA by default; forced here on the CPU, the same calls with the values left on the host):
+    the trunk's output goes into the batched graph as an OrtValue, with the stacked tensors bound once, and
+    every answer comes out as the plain runs give it."""
+    bound_runs: list[str] = []
+    original = ort.InferenceSession.run_with_iobinding
+
+    def counted(session: ort.InferenceSession, *args: object, **kwargs: object) -> None:
+        bound_runs.append(session.get_outputs()[0].name)
+        original(session, *args, **kwargs)
+
+    monkeypatch.setattr(ort.InferenceSession, "run_with_iobinding", counted)
+    rows = [AnswerRow(item_id, text) for text in ANSWERS for item_id in ("item-a", "item-b")]
+    bound = OnnxBackend(Settings(artifacts=tiny_artifacts, grouped_heads="on", io_binding="on", threads=1))
+    plain = engine(tiny_artifacts, "on")
+    assert all(trunk.keep_states_on == "cpu" for trunk in bound.trunks.values())
+    assert not any(trunk.keep_states_on for trunk in plain.trunks.values())
+    on = score_now(bound, rows)
+    assert {"hidden_states", "logits"} <= set(bound_runs)  # the trunk's run and the batched graph's, both bound
+    runs_before = len(bound_runs)
+    off = score_now(plain, rows)
+    assert len(bound_runs) == runs_before  # the plain engine never binds
+    for left, right in zip(on, off, strict=True):
+        assert isinstance(left, Scored) and isinstance(right, Scored)
+        assert left.score == right.score and left.probabilities == right.probabilities
+    # Without the batched graph there is nothing to hand the states to: per-item heads read them on the host.
+    per_item = OnnxBackend(Settings(artifacts=tiny_artifacts, grouped_heads="off", io_binding="on", threads=1))
+    assert not any(trunk.keep_states_on for trunk in per_item.trunks.values())
 
 
 def test_a_broken_item_fails_alone_in_a_batched_run(tiny_artifacts: Path, tmp_path: Path) -> None:

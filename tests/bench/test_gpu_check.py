@@ -71,6 +71,7 @@ def test_cpu_smoke_writes_every_field(exported: Path, tmp_path: Path, capsys: py
         for batch in ("b256", "b32"):
             figures = result["tiers"][tier][batch]
             assert figures["answers_per_s"] > 0 and figures["host_us_per_row"] > 0
+            assert figures["pipelined_answers_per_s"] > 0  # the service's batcher, finishing beside the models
             assert 0 < figures["device_busy_fraction"] < 1
 
     loop = result["torch_loop"]  # the plain PyTorch anchor, same answers, its own process (this venv's torch)

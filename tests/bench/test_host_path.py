@@ -21,7 +21,7 @@ def test_host_path_stages_on_a_real_backend(tiny_artifacts: Path) -> None:
     original = ort.InferenceSession.run
     stages = measure(backend, rows, batch=16)
     assert ort.InferenceSession.run is original  # the clock is taken off again
-    assert set(stages) == {"prepare", "keys", "score_host", "model", "response"}
+    assert set(stages) == {"prepare", "keys", "models_host", "finish", "model", "response"}
     assert all(seconds > 0 for seconds in stages.values())
     with OrtClock() as clock:
         measure(backend, rows[:4], batch=4)
