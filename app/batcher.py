@@ -47,7 +47,7 @@ class MicroBatcher:
         # a row costs several times more in a small run, where each session run's fixed cost is shared by few)
         self._last_interactive = float("-inf")  # monotonic time of the last interactive submit
         self.max_queue_rows = max_queue_rows
-        self.queued_rows = 0  # interactive rows waiting or in the running batch (what admission looks at)
+        self.queued_rows = 0  # interactive rows waiting, running or finishing (what admission looks at)
         self.background_rows = 0
         self._interactive: deque[_Request] = deque()
         self._background: deque[_Request] = deque()
@@ -147,23 +147,37 @@ class MicroBatcher:
             metrics.stage("queue").observe(now - request.queued_at)
         flat = [row for request in batch for row in request.rows]
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        handed_off = False
         try:
-            run = await loop.run_in_executor(self._executor, self.backend.run_models, flat)
-        except Exception:
-            await self._alone(batch)
-            self._release(batch)
-            return
-        if batch[0].background and len(flat) < self.max_rows:
-            per_row = (time.perf_counter() - started) / len(flat)
-            average = self.seconds_per_job_row
-            self.seconds_per_job_row = per_row if average is None else 0.7 * average + 0.3 * per_row
-        if self._finishing is not None:
-            # The previous batch's results leave first (shielded: stopping the batcher lets it finish).
-            await asyncio.shield(self._finishing)
-        self._finishing = asyncio.create_task(self._finish(batch, run), name="micro-batch finish")
+            started = time.perf_counter()
+            try:
+                run = await loop.run_in_executor(self._executor, self.backend.run_models, flat)
+            except Exception:
+                await self._alone(batch)
+                return
+            if batch[0].background and len(flat) < self.max_rows:
+                # The inference thread's time per job row: what an interactive request arriving now waits for
+                # (the slice's finishing runs on the other thread, beside the next batch).
+                per_row = (time.perf_counter() - started) / len(flat)
+                average = self.seconds_per_job_row
+                self.seconds_per_job_row = per_row if average is None else 0.7 * average + 0.3 * per_row
+            previous = self._finishing
+            # Chained to the previous finish (results leave in order); from here the batch's own task owns it.
+            self._finishing = asyncio.create_task(self._finish(batch, run, previous), name="micro-batch finish")
+            handed_off = True
+            if previous is not None:
+                # At most one batch finishing while the next runs its models (shielded: a stop lets it finish).
+                await asyncio.shield(previous)
+        finally:
+            if not handed_off:  # scored alone, or the batcher stopped before its models came back
+                for request in batch:
+                    if not request.future.done():
+                        request.future.cancel()
+                self._release(batch)
 
-    async def _finish(self, batch: list[_Request], run: object) -> None:
+    async def _finish(self, batch: list[_Request], run: object, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         loop = asyncio.get_running_loop()
         try:
             outcomes = await loop.run_in_executor(self._finisher, self.backend.finish, run)

@@ -15,6 +15,8 @@ from typing import Any
 from app.backend import AnswerRow, PreparedRow
 from app.batcher import MicroBatcher
 from app.onnx_backend import OnnxBackend
+from app.schemas import BatchResponse
+from app.scoring import row_result
 from app.settings import Settings
 from bench.gpu_engine import Device
 from bench.host_path import measure
@@ -59,19 +61,25 @@ def tier_figures(artifacts: Path, device: Device, threads: int, rows: list[Answe
 
 
 def pipelined(backend: OnnxBackend, rows: list[AnswerRow], batch: int) -> float:
-    """Answers/s through the service's micro-batcher (app/batcher.py): each batch's model runs on the inference
-    thread while the previous batch is finished on the finishing thread (the stage figures above add the
-    stages up as if nothing overlapped). Rows are prepared first, as request threads do beside the batcher."""
-    prepared = [row for row in backend.prepare(rows) if isinstance(row, PreparedRow)]
+    """Answers/s through the service's own stages at once: each class set of `batch` answers prepared on a
+    worker thread (as a request is), scored through the micro-batcher (app/batcher.py: the inference thread's
+    model runs beside the finishing thread's decoding) and answered as /batch's JSON, all sets in flight
+    together. The stage figures beside it add the same stages up as if nothing overlapped."""
 
     async def run() -> float:
-        batcher = MicroBatcher(backend, wait_ms=0, max_rows=batch, max_queue_rows=len(prepared))
+        batcher = MicroBatcher(backend, wait_ms=0, max_rows=batch, max_queue_rows=len(rows))
         batcher.start()
+
+        async def class_set(answers: list[AnswerRow]) -> None:
+            prepared = await asyncio.to_thread(backend.prepare, answers)
+            outcomes = await batcher.submit([row for row in prepared if isinstance(row, PreparedRow)])
+            BatchResponse.model_validate({"results": [row_result(index, outcome) for index, outcome
+                                                      in enumerate(outcomes)]}).model_dump_json()
+
         try:
             began = time.perf_counter()
-            await asyncio.gather(*(batcher.submit(prepared[start: start + batch])
-                                   for start in range(0, len(prepared), batch)))
-            return len(prepared) / (time.perf_counter() - began)
+            await asyncio.gather(*(class_set(rows[start: start + batch]) for start in range(0, len(rows), batch)))
+            return len(rows) / (time.perf_counter() - began)
         finally:
             await batcher.stop()
 

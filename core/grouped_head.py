@@ -66,14 +66,19 @@ class GroupedHeads:
             stacked, slot_map, bound = resident
         feeds: dict[str, np.ndarray] = {"attention_mask": mask,
                                         "row_slot": slot_map[np.asarray(row_slot, dtype=np.int64)], **stacked}
-        if isinstance(hidden, ort.OrtValue):
+        if isinstance(hidden, ort.OrtValue) or bound:
             return self._run_bound(hidden, feeds, bound, pooled)
         return head_outputs(self.session, {"hidden_states": hidden, **feeds}, pooled)
 
-    def _run_bound(self, hidden: ort.OrtValue, feeds: dict[str, np.ndarray], bound: dict[str, ort.OrtValue],
-                   pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+    def _run_bound(self, hidden: FloatArray | ort.OrtValue, feeds: dict[str, np.ndarray],
+                   bound: dict[str, ort.OrtValue], pooled: bool) -> tuple[FloatArray, FloatArray | None]:
+        """IO binding: the resident stack from where it is kept; hidden states as given (the trunk's OrtValue,
+        or host rows gathered for a round over some of the chunk)."""
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input("hidden_states", hidden)
+        if isinstance(hidden, ort.OrtValue):
+            binding.bind_ortvalue_input("hidden_states", hidden)
+        else:
+            binding.bind_cpu_input("hidden_states", hidden)
         for name, array in feeds.items():
             if name in bound:
                 binding.bind_ortvalue_input(name, bound[name])

@@ -1,6 +1,6 @@
 """The accuracy report's summary of issue 31's aim (>= 0.80 mean test QWK through the service): where the
-served tiers stand, every lever and what it gave, and what stands in the way — each figure read from the
-committed results it summarises, so that the summary moves when they do."""
+served tiers stand, every lever and what it gave, and what stands in the way — each measured figure read from
+the committed results it summarises, so that the summary moves when they do."""
 
 from __future__ import annotations
 
@@ -36,17 +36,18 @@ def outlook_section(items: list[ItemResult], reports: Path, results: Path) -> li
     tiers = _read(results / "tiers.json")
     shipped = _read(reports / "ensemble_choice.json")
     with_mpnet = _read(reports / "ensemble_choice_mpnet.json")
-    if not tiers or not shipped:
-        return []
+    decision = (shipped or {}).get("max_trunks=2")
+    if not tiers or "accurate" not in tiers["tiers"] or not decision or not items:
+        return []  # nothing measured to summarise (as every section without its results)
     tier = tiers["tiers"]
     accurate = tier["accurate"]["mean_qwk"]
     humans = [item.human for item in items if item.human is not None]
     full = [item.full["test"]["qwk"] for item in items if item.full]
-    decision = shipped["max_trunks=2"]
+    validation = [int(item.metrics["sizes"]["validation"]) for item in items if "sizes" in item.metrics]
     served = decision["kinds"][decision["served"]]
     widths = [row["gap_interval"][1] - row["gap_interval"][0] for row in decision["kinds"].values()
-              if row["gap_to_best"] > 0]
-    pooled = _kinds_of_two_or_more(decision)
+              if row["gap_to_best"] > 0] or [0.0]
+    pooled = _kinds_of_two_or_more(decision) or [served["mean_crossfit_qwk"]]
     lines = ["## Where the aim of 0.80 stands", "",
              "Through the service (`python -m bench.tiers`, every ASAP test answer through `POST /batch`): "
              + ", ".join(f"{name} {_fmt(entry['mean_qwk'])} at {entry['answers_per_second']:.0f} answers/s"
@@ -54,8 +55,8 @@ def outlook_section(items: list[ItemResult], reports: Path, results: Path) -> li
              + f" (HTTP, 2 cores). The aim is {AIM:.2f}; "
              + (f"the accurate tier is {AIM - accurate:.3f} short of it. " if accurate < AIM
                 else "the accurate tier reaches it. ")
-             + f"Two human raters agree at {_fmt(_mean(humans))}; full fine-tuning of MiniLM per item reaches "
-             f"{_fmt(_mean(full)) if full else '–'}.", "",
+             + f"Two human raters agree at {_fmt(_mean(humans)) if humans else '–'}; full fine-tuning of MiniLM "
+             f"per item reaches {_fmt(_mean(full)) if full else '–'}.", "",
              "Every lever the issue named is measured, each in its own section below: domain-adaptive MLM "
              "(alone and as members), adapter rank and split point, seeds, fitted weights and a stacker, both "
              "raters' scores, the lexical member, E5's split point and learning rate, decoding rules, the "
@@ -68,14 +69,15 @@ def outlook_section(items: list[ItemResult], reports: Path, results: Path) -> li
               f"scores between {_fmt(min(pooled))} and {_fmt(max(pooled))} mean cross-fitted validation QWK "
               f"(within two trunks); the served kind {_fmt(served['mean_crossfit_qwk'])}. Combining has given "
               "what it can: the members' errors are correlated.",
-              f"- **Validation cannot separate what is left.** On ~170–400 validation answers per item, the "
+              f"- **Validation cannot separate what is left.** On {min(validation or [0])}–{max(validation or [0])} "
+              f"validation answers per item, the "
               f"95 % bootstrap intervals of a kind's gap to the best are {min(widths):.3f}–{max(widths):.3f} wide: "
               "gains below about 0.02 cannot be told from noise, so a choice among the leading kinds is not a "
               "gain that would hold on test."]
     if mpnet_val is not None and mpnet_test is not None and minilm_val is not None and minilm_test is not None:
         speed = (_read(reports / "mpnet.json") or {}).get("answers_per_second", {})
         cost = (f", at {speed['minilm-en'] / speed['mpnet-en']:.1f}× MiniLM's cost per answer"
-                if "mpnet-en" in speed else "")
+                if {"mpnet-en", "minilm-en"} <= set(speed) else "")
         line = (f"- **A larger frozen trunk did not add signal.** MPNet-base on both raters, all ten items: "
                 f"validation / test {_fmt(mpnet_val)} / {_fmt(mpnet_test)} against MiniLM on both raters' "
                 f"{_fmt(minilm_val)} / {_fmt(minilm_test)}{cost}")

@@ -4,6 +4,7 @@ interface of app/backend.py with a cased word "tokenizer"."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from core.manifest import ItemSpec
 def fake_spec(item_id: str, labels: int = 3, version: str = "v1") -> ItemSpec:
     return ItemSpec(item_id, version, "fake", Path("/nonexistent"), list(range(labels)), None, 0.5, "0" * 64, 1,
                     {"test_qwk": 0.9})
+
+
+@dataclass(frozen=True)
+class FakeRun:
+    """What the fake's run_models hands to its finish (its own type: a mix-up of the two halves fails)."""
+
+    outcomes: list[Outcome]
 
 
 class FakeBackend:
@@ -78,11 +86,13 @@ class FakeBackend:
             prepared.append(PreparedRow(item_id, EncodedAnswer.of_ids(ids, False, len(ids), unknown)))
         return prepared
 
-    def run_models(self, rows: list[PreparedRow]) -> list[Outcome]:
-        return self.score_prepared(rows)  # subclasses override score_prepared: the batcher still reaches it
+    def run_models(self, rows: list[PreparedRow]) -> FakeRun:
+        # Subclasses override score_prepared: the batcher still reaches it through here.
+        return FakeRun(self.score_prepared(rows))
 
-    def finish(self, run: list[Outcome]) -> list[Outcome]:
-        return run
+    def finish(self, run: FakeRun) -> list[Outcome]:
+        assert isinstance(run, FakeRun), f"finish got {type(run).__name__}, not what run_models returned"
+        return run.outcomes
 
     def score_prepared(self, rows: list[PreparedRow]) -> list[Outcome]:
         self.calls.append(len(rows))

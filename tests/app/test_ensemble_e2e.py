@@ -92,10 +92,15 @@ def test_rows_prepared_before_a_switch_are_scored_by_their_version(committed_art
     assert single.combine == "single"
     waiting = backend.prepare([AnswerRow(ITEM, ANSWER)])
     assert backend.reload(ITEM).version == ensemble_version
-    (scored,) = backend.score_prepared(waiting)  # type: ignore[arg-type]
+    # In one call with a row prepared for the ensemble: each version's rows run its own members (rows are
+    # grouped by item version, not item id) and the two agree as alone.
+    fresh = backend.prepare([AnswerRow(ITEM, ANSWER)])
+    scored, now = backend.score_prepared([*waiting, *fresh])  # type: ignore[list-item]
     assert isinstance(scored, Scored) and scored.adapter_version == single.version, scored
-    (now,) = score_now(backend, [AnswerRow(ITEM, ANSWER)])
     assert isinstance(now, Scored) and now.adapter_version == ensemble_version
+    (alone,) = score_now(backend, [AnswerRow(ITEM, ANSWER)])
+    assert isinstance(alone, Scored) and alone.probabilities == now.probabilities
+    assert scored.members != now.members
 
 
 def test_explain_on_every_committed_item_and_endpoint(committed_server: Server) -> None:

@@ -20,6 +20,7 @@ from app.settings import Settings
 from core.grouped_head import GroupedHeads, GroupedMember
 from core.manifest import load_artifacts
 from core.onnx_runtime import AdapterHead, TextEncoder, load_session, pad, run_trunk
+from core.trunk_states import run_trunk_states
 
 ANSWERS = ["acid rain reacts with limestone", "i do not know", "the mass of the samples went down because of acid",
            "vinegar", "marble dissolves in acid rain over many years and the statue loses detail"]
@@ -95,6 +96,40 @@ def test_the_engine_answers_alike_with_batched_and_per_item_heads(tiny_artifacts
         assert np.abs(np.asarray(left.probabilities) - np.asarray(right.probabilities)).max() < 1e-5
 
 
+def test_bound_runs_give_the_plain_runs_logits_and_features(tiny_artifacts: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every way a bound run is fed: the trunk's OrtValue or host rows (a round over some of a chunk's rows),
+    with the resident stack bound, or past MAX_RESIDENT each run's own stack from the host; pooled features
+    (explain) read back too."""
+    artifacts = load_artifacts(tiny_artifacts)
+    files = next(iter(artifacts.backbones.values()))
+    assert files.grouped_head_path is not None
+    encoder = TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix)
+    ids, mask = pad([row for row, _ in encoder.encode(ANSWERS * 2)])
+    trunk = load_session(files.trunk_path, 1, arena=True)
+    states = run_trunk_states(trunk, ids, mask, "cpu")
+    assert states.bound is not None and np.abs(states.host - run_trunk(trunk, ids, mask)).max() == 0
+    specs = list(artifacts.items.values())
+    plain, bound = GroupedHeads(files.grouped_head_path, 1), GroupedHeads(files.grouped_head_path, 1, bind_on="cpu")
+    slots = np.arange(len(ANSWERS) * 2) % len(specs)
+
+    def both(hidden: object, resident: int) -> None:
+        monkeypatch.setattr(core.grouped_head, "MAX_RESIDENT", resident)
+        for heads in (plain, bound):  # members made afresh: the resident stack is rebuilt for them
+            heads._slot_of.clear()
+        expected = plain.run(states.host, mask, slots, [GroupedMember(plain, s.serving_members[0].path)
+                                                         for s in specs], pooled=True)
+        got = bound.run(hidden, mask, slots, [GroupedMember(bound, s.serving_members[0].path) for s in specs],
+                        pooled=True)
+        assert got[1] is not None and expected[1] is not None
+        assert np.abs(got[0] - expected[0]).max() == 0 and np.abs(got[1] - expected[1]).max() == 0
+
+    both(states.bound, resident=256)  # the trunk's value, the resident stack bound
+    both(states.host, resident=256)  # host rows, the resident stack bound
+    assert bound._bound  # ... and kept bound
+    both(states.bound, resident=1)  # past MAX_RESIDENT: each run's own stack, from the host
+
+
 def test_io_bound_runs_answer_as_plain_runs_do(tiny_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """IO binding (on CUDA by default; forced here on the CPU, the same calls with the values left on the host):
     the trunk's output goes into the batched graph as an OrtValue, with the stacked tensors bound once, and
@@ -130,10 +165,16 @@ def test_a_broken_item_fails_alone_in_a_batched_run(tiny_artifacts: Path, tmp_pa
     shutil.copytree(tiny_artifacts, copy)
     spec = load_artifacts(copy).items["item-b"]
     spec.serving_members[0].path.write_bytes(b"not an adapter")
-    outcomes = score_now(engine(copy, "on"), [AnswerRow("item-a", ANSWERS[0]), AnswerRow("item-b", ANSWERS[0]),
-                                              AnswerRow("item-a", ANSWERS[1])])
+    rows = [AnswerRow("item-a", ANSWERS[0]), AnswerRow("item-b", ANSWERS[0]), AnswerRow("item-a", ANSWERS[1])]
+    outcomes = score_now(engine(copy, "on"), rows)
     assert isinstance(outcomes[0], Scored) and isinstance(outcomes[2], Scored)
     assert isinstance(outcomes[1], ItemUnavailable)
+    # Under IO binding the failed row leaves a round over some of the chunk: the bound states are copied back
+    # for it, and the others score as without binding.
+    bound = score_now(OnnxBackend(Settings(artifacts=copy, grouped_heads="on", io_binding="on", threads=1)), rows)
+    assert isinstance(bound[1], ItemUnavailable)
+    for left, right in ((bound[0], outcomes[0]), (bound[2], outcomes[2])):
+        assert isinstance(left, Scored) and isinstance(right, Scored) and left.probabilities == right.probabilities
 
 
 @pytest.mark.slow
