@@ -217,9 +217,9 @@ class MemberRuns:
             stacked, complete = outputs.aligned(item_key, len(members), np.asarray(indices, dtype=np.int64))
             if not complete.all():  # never scored by fewer members than it names
                 missing = ItemUnavailable(f"item {spec.item_id!r}: a member did not score the answer")
-                outcomes.update((index, missing) for index, done in zip(indices, complete.tolist(), strict=True)
-                                if not done)
-                indices = [index for index, done in zip(indices, complete.tolist(), strict=True) if done]
+                done = complete.tolist()
+                outcomes.update((index, missing) for index, ok in zip(indices, done, strict=True) if not ok)
+                indices = [index for index, ok in zip(indices, done, strict=True) if ok]
                 stacked = [matrix[complete] for matrix in stacked]
                 if not indices:
                     continue
@@ -233,11 +233,11 @@ class MemberRuns:
         classes = decode(probabilities, spec.thresholds)
         confidences = probabilities[np.arange(len(rows)), classes]
         low_confidence = (confidences < self.review_threshold(spec)).tolist()
-        evidence = self._evidence(spec, classes.tolist(), pooled)
+        class_of = classes.tolist()
+        evidence = self._evidence(spec, class_of, pooled)
         # Python values once per item, rounded in numpy (Python's round per value was 1.4 us per row; numpy's
         # scales by 1e6 in binary, so a value within an ulp of a half could end one millionth apart).
         listed = np.round(probabilities, 6).tolist()
-        confidence_of = np.round(confidences, 6).tolist()
         labels = np.asarray(spec.labels)[classes].tolist()
         members, version, item_id = spec.member_names, spec.version, spec.item_id
         scored: list[Scored] = []
@@ -250,7 +250,7 @@ class MemberRuns:
                 item_id=item_id,
                 score=labels[position],
                 probabilities=listed[position],
-                confidence=confidence_of[position],
+                confidence=listed[position][class_of[position]],
                 needs_review=bool(reasons),
                 adapter_version=version,
                 truncated=row.truncated,

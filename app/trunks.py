@@ -25,11 +25,15 @@ class Trunk:
     shared_head: ort.InferenceSession | None
     grouped: GroupedHeads | None  # the batched head graph, where exported and chosen (Settings.grouped_heads)
     path: Path  # the graph it runs: plain, fused or reduced
-    keep_states_on: str | None = None  # IO binding: the device its output stays on for the batched graph
 
     @property
     def name(self) -> str:
         return self.files.name
+
+    @property
+    def keep_states_on(self) -> str | None:
+        """IO binding: the device its output stays on for the batched graph (which binds there)."""
+        return self.grouped.bind_on if self.grouped is not None else None
 
     @property
     def fp32(self) -> bool:
@@ -57,8 +61,7 @@ def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: s
                            "(CUDA/cuDNN libraries missing?)")
     use_grouped = settings.grouped_heads == "on" or (settings.grouped_heads == "auto" and device == "cuda")
     bound = settings.io_binding == "on" or (settings.io_binding == "auto" and device == "cuda")
-    keep_on = device if bound and use_grouped and files.grouped_head_path else None
-    batched = (GroupedHeads(files.grouped_head_path, threads, device, bind_on=keep_on)
+    batched = (GroupedHeads(files.grouped_head_path, threads, device, bind_on=device if bound else None)
                if use_grouped and files.grouped_head_path else None)
     # The per-item head graph only where the batched one does not serve the adapter heads; int8 beside the
     # int8 trunk, where the export made one (its QWK change was measured with both together).
@@ -66,9 +69,9 @@ def load_trunk(files: BackboneFiles, settings: Settings, threads: int, device: s
     head = (load_session(head_path, threads, arena=False, device=device)
             if head_path and batched is None else None)
     log.info("trunk %s (%s) on %s, %s heads%s", files.name, path.name, device, "batched" if batched else "per-item",
-             ", IO-bound" if keep_on else "")
+             ", IO-bound" if batched is not None and batched.bind_on else "")
     return Trunk(files, session, TextEncoder(files.tokenizer_path, files.max_length, files.text_prefix), head,
-                 batched, path, keep_on)
+                 batched, path)
 
 
 def load_trunks(artifacts: Artifacts, settings: Settings, threads: int, device: str) -> dict[str, Trunk]:

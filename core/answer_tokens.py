@@ -26,7 +26,7 @@ UNKNOWN_TOKENS = ("[UNK]", "<unk>")
 UNREADABLE_CATEGORIES = ("C", "M", "Z")
 
 ID_BYTES = "<u4"  # each id as 4 little-endian unsigned bytes (numpy writes int.to_bytes' bytes, at C speed)
-ID_WIDTH = 4
+ID_WIDTH = np.dtype(ID_BYTES).itemsize
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,6 @@ def _readable(piece: str) -> bool:
     for marker in PIECE_MARKERS:
         piece = piece.replace(marker, "")
     return any(unicodedata.category(char)[0] not in UNREADABLE_CATEGORIES for char in piece)
-
-
 
 
 def id_bytes_of(ids: list[int]) -> bytes:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.onnx_runtime import FloatArray, IntArray, has_pooled, head_outputs, load_session
+from core.onnx_runtime import FloatArray, IntArray, head_outputs, load_session, output_names
 
 FIXED_INPUTS = ("hidden_states", "attention_mask", "row_slot")
 # Past this many live members a run stacks only its own (the resident copy would double the heads' memory
@@ -84,8 +84,7 @@ class GroupedHeads:
                 binding.bind_ortvalue_input(name, bound[name])
             else:
                 binding.bind_cpu_input(name, array)
-        names = ["logits", "pooled"] if pooled and has_pooled(self.session) else ["logits"]
-        for name in names:
+        for name in output_names(self.session, pooled):
             binding.bind_output(name, "cpu")  # read back once per run, to the host
         self.session.run_with_iobinding(binding)
         outputs = binding.copy_outputs_to_cpu()
